@@ -1,0 +1,153 @@
+"""Integration rules for Integrated Gradients: where to evaluate the gradient on [0, 1] and how to weigh it.
+
+A rule is a pure function `integration_rule(name, steps) -> (alphas [m], weights [m])` so that
+    ∫_0^1 g(α) dα  ≈  Σ_k weights[k] · g(alphas[k]).
+For the names Captum shares ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
+"gausslegendre") the alphas and weights are Captum's (captum/attr/_utils/approximation_methods.py), so an
+equal-settings comparison with `LayerIntegratedGradients(method=name, n_steps=steps)` is exact.
+
+"seed" reproduces the original seed code: gradients at the 20 points α_i = i/20, i = 0..19 (α = 1 is never
+reached), consecutive gradients averaged, a_i = (g_i + g_{i+1}) / 2 for i = 0..18, then the mean of the 19
+a_i is the path-averaged gradient. Expanding the mean:
+    mean(a) = (1/19) · [g_0/2 + g_1 + ... + g_18 + g_19/2]
+so the weights are 1/38 at both ends and 1/19 inside (they sum to 1): the trapezoid rule on [0, 19/20],
+rescaled to unit length — i.e. the last interval [19/20, 1] is missing and the integral is a (biased)
+average over [0, 0.95]. The preset ignores `steps` (the seed always uses 20 points).
+
+Nested refinement (the accuracy target): `refinement_schedule(name, ...)` yields levels whose points extend
+the previous level's, with per-level combination coefficients, so a caller only evaluates the *new* points
+and keeps one gradient sum per generation of points ([n_generations, T, d], tiny). Two families:
+  - "romberg": trapezoid on 2^k intervals (generation 0 = the endpoints {0, 1}, generation g = the odd
+    multiples of 2^-g) with Richardson extrapolation — Romberg integration. Within a generation every point
+    has the same weight at every level, which is what makes the per-generation sums sufficient. Level k uses
+    2^k + 1 points and is exact for polynomials of degree 2k + 1.
+  - "trapezoid": the same nested points without extrapolation (level k = riemann_trapezoid with 2^k + 1 points).
+  - any rule name from RULES: not nested; level k evaluates a fresh rule with `start · 2^k` steps (kept so that
+    the accuracy target also works with Gauss–Legendre, at the price of re-evaluating every point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from lit_rcqa.errors import UserError
+
+RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "seed")
+NESTED_RULES = ("romberg", "trapezoid")
+DEFAULT_RULE = "gausslegendre"
+SEED_POINTS = 20
+
+
+def integration_rule(name: str = DEFAULT_RULE, steps: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(alphas [m], weights [m]) float64 of the named rule on [0, 1] with m = `steps` points ("seed": 20)."""
+    if name not in RULES:
+        raise UserError(f"unknown integration rule {name!r}; choose one of {', '.join(RULES)}")
+    if name == "seed":
+        alphas = np.arange(SEED_POINTS) / SEED_POINTS
+        weights = np.full(SEED_POINTS, 1.0 / (SEED_POINTS - 1))
+        weights[[0, -1]] /= 2
+        return alphas, weights
+    min_steps = 1 if name == "gausslegendre" else 2  # Captum's limits
+    if int(steps) != steps or steps < min_steps:
+        raise UserError(f"integration rule {name!r} needs steps >= {min_steps}, got {steps}")
+    n = int(steps)
+    if name == "gausslegendre":
+        nodes, w = np.polynomial.legendre.leggauss(n)  # on [-1, 1]
+        return 0.5 * (nodes + 1.0), 0.5 * w
+    weights = np.full(n, 1.0 / n)
+    if name == "riemann_left":
+        alphas = np.arange(n) / n
+    elif name == "riemann_right":
+        alphas = np.arange(1, n + 1) / n
+    elif name == "riemann_middle":
+        alphas = (np.arange(n) + 0.5) / n
+    else:  # riemann_trapezoid, Captum's variant: n equally spaced points including both ends, steps of 1/n
+        alphas = np.linspace(0.0, 1.0, n)
+        weights[[0, -1]] /= 2
+    return alphas, weights
+
+
+@dataclass(frozen=True)
+class RefinementLevel:
+    """One level of a refinement schedule; the caller keeps one weighted gradient sum per generation.
+
+    new_alphas:       [n_new] points evaluated for the first time at this level
+    new_weights:      [n_new] weight of each new point inside its generation's sum
+    new_generations:  [n_new] int, the generation each new point's gradient is added to
+    coeffs:           [n_generations] the estimate at this level = Σ_g coeffs[g] · generation_sum[g]
+    steps:            total number of distinct points evaluated up to and including this level
+    """
+
+    new_alphas: np.ndarray
+    new_weights: np.ndarray
+    new_generations: np.ndarray
+    coeffs: np.ndarray
+    steps: int
+
+
+def _trapezoid_generation_coeffs(level: int) -> np.ndarray:
+    """T_level as coefficients over generation sums: endpoints get h/2, every later generation h (h = 2^-level)."""
+    h = 2.0 ** -level
+    coeffs = np.full(level + 1, h)
+    coeffs[0] = h / 2
+    return coeffs
+
+
+def romberg_coeffs(level: int) -> np.ndarray:
+    """R(level, level) of Romberg's table as coefficients over the level + 1 generation sums."""
+    # row[j] = coefficients of R(i, j) over generations; start from the trapezoid column R(i, 0).
+    prev_row: list[np.ndarray] = []
+    for i in range(level + 1):
+        row = [np.pad(_trapezoid_generation_coeffs(i), (0, level - i))]
+        for j in range(1, i + 1):
+            factor = 4.0 ** j
+            row.append((factor * row[j - 1] - prev_row[j - 1]) / (factor - 1.0))
+        prev_row = row
+    return prev_row[-1]
+
+
+def _nested_new_points(level: int) -> np.ndarray:
+    if level == 0:
+        return np.array([0.0, 1.0])
+    return (2 * np.arange(2 ** (level - 1)) + 1) / 2.0 ** level  # odd multiples of 2^-level
+
+
+def refinement_schedule(name: str, start_steps: int = 5, max_steps: int = 257) -> Iterator[RefinementLevel]:
+    """Levels of increasing accuracy, from about `start_steps` points up to at most `max_steps` points in total.
+
+    Nested rules ("romberg", "trapezoid") start at the first level with >= start_steps points (2^k + 1, k >= 1)
+    and only add new points; the other rules double their steps and re-evaluate (see the module docstring).
+    `steps` counts every gradient evaluation so far, and never exceeds `max_steps` after the first level.
+    """
+    if name in NESTED_RULES:
+        if max_steps < 3:
+            raise UserError(f"refinement with {name!r} needs max_steps >= 3, got {max_steps}")
+        level = 1
+        while 2 ** level + 1 < start_steps and 2 ** (level + 1) + 1 <= max_steps:
+            level += 1
+        first_gens = range(level + 1)  # the first level brings every generation up to its own at once
+        new = [_nested_new_points(g) for g in first_gens]
+        gens = [np.full(len(a), g) for g, a in zip(first_gens, new)]
+        while 2 ** level + 1 <= max_steps:
+            coeffs = romberg_coeffs(level) if name == "romberg" else _trapezoid_generation_coeffs(level)
+            alphas = np.concatenate(new)
+            yield RefinementLevel(alphas, np.ones(len(alphas)), np.concatenate(gens), coeffs, 2 ** level + 1)
+            level += 1
+            new, gens = [_nested_new_points(level)], [np.full(2 ** (level - 1), level)]
+        return
+    # Non-nested: fresh rule at start, 2·start, 4·start, ... steps; each level is its own generation.
+    steps = start_steps
+    level, total = 0, 0
+    while level == 0 or total + steps <= max_steps:
+        alphas, weights = integration_rule(name, steps)
+        total += len(alphas)
+        coeffs = np.zeros(level + 1)
+        coeffs[-1] = 1.0
+        yield RefinementLevel(alphas, weights, np.full(len(alphas), level), coeffs, total)
+        if name == "seed":
+            return
+        level += 1
+        steps *= 2

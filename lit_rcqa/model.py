@@ -1,0 +1,162 @@
+"""The training system: any `AutoModelForQuestionAnswering` encoder, fine-tuned for extractive QA.
+
+One shared step for all stages. Validation runs the SQuAD post-processing over the examples this
+rank scored (the datamodule gives each rank whole examples) and updates our EM/F1 metrics, whose
+summed states make the epoch value exact under DDP. The plain HF model is `self.model`; Integrated
+Gradients and the analyses talk to it directly, never to this class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from lightning.pytorch import LightningModule
+from torchmetrics import MaxMetric, MeanMetric
+from typing_extensions import override
+
+from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.metrics import SquadMetrics
+from lit_rcqa.evaluation.postprocess import postprocess_predictions
+from lit_rcqa.paths import resolve_model_path
+
+_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def load_qa_model(model_name_or_path: str):
+    """A QA model from a local folder, the embedded default, or (online) a hub name; one clear error otherwise."""
+    from transformers import AutoModelForQuestionAnswering
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model_path(model_name_or_path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the QA head is new when starting from an encoder: expected, not news
+    try:
+        return AutoModelForQuestionAnswering.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"model {model_name_or_path!r}: cannot load ({first})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def decoupled_weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: no weight decay on biases and LayerNorm weights (as BERT)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class QAModule(LightningModule):
+    """Fine-tunes an extractive QA encoder; logs `train/loss`, `val/loss`, `val/em`, `val/f1`, `val/f1_best`."""
+
+    def __init__(
+        self,
+        model_name_or_path: str = "embedded-minilm",  # a local HF folder, a hub name (online), or the embedded MiniLM
+        learning_rate: PositiveFloat = 3e-5,  # peak AdamW learning rate (BERT/paper: 3e-5)
+        weight_decay: NonNegativeFloat = 0.01,  # not applied to biases and LayerNorm
+        warmup_ratio: NonNegativeFloat = 0.1,  # linear warm-up over this share of the steps, then linear decay
+        adam_epsilon: PositiveFloat = 1e-8,
+        n_best: PositiveInt = 20,  # start/end candidates kept per feature in post-processing
+        max_answer_length: PositiveInt = 30,  # longest answer, in tokens
+        version_2_with_negative: bool = False,  # SQuAD v2: allow the empty (no-answer) prediction
+        null_threshold: float = 0.0,  # v2: predict no answer when null - best span score exceeds this
+        seed_qa_head: NonNegativeInt = 0,  # seed for a freshly initialised QA head (reproducible starts)
+    ) -> None:
+        super().__init__()
+        if warmup_ratio >= 1:
+            raise UserError(f"model.warmup_ratio must be below 1, got {warmup_ratio}")
+        self.save_hyperparameters()
+        torch.manual_seed(seed_qa_head)
+        self.model = load_qa_model(model_name_or_path)
+        self.val_metrics = SquadMetrics()
+        self.val_loss = MeanMetric()
+        self.val_f1_best = MaxMetric()
+        self._val_outputs: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        # The latest validation result on this rank: predictions, n-best lists and metric values.
+        self.last_predictions: dict[str, str] = {}
+        self.last_nbest: dict[str, list] = {}
+        self.last_metrics: dict[str, float] = {}
+
+    @override
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = {k: batch[k] for k in _INPUT_KEYS if k in batch}
+        out = self.model(**inputs)
+        return out.start_logits, out.end_logits  # [batch, pos] each
+
+    def _shared_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        start_logits, end_logits = self(batch)
+        # Padding must never be chosen: mask it before the softmax inside the cross-entropy.
+        pad = batch["attention_mask"] == 0
+        start_logits = start_logits.masked_fill(pad, torch.finfo(start_logits.dtype).min)
+        end_logits = end_logits.masked_fill(pad, torch.finfo(end_logits.dtype).min)
+        loss = None
+        if "start_positions" in batch:
+            ce = torch.nn.functional.cross_entropy
+            loss = (ce(start_logits.float(), batch["start_positions"]) + ce(end_logits.float(), batch["end_positions"])) / 2
+        return loss, start_logits, end_logits
+
+    @override
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self._shared_step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    @override
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, start_logits, end_logits = self._shared_step(batch)
+        if loss is not None:
+            self.val_loss.update(loss, weight=batch["input_ids"].shape[0])
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        for i, feature_index in enumerate(batch["feature_index"].tolist()):
+            n = lengths[i]
+            self._val_outputs.append((feature_index, start_logits[i, :n].float().cpu(), end_logits[i, :n].float().cpu()))
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        split = self.trainer.datamodule.eval_split()
+        predictions, nbest = self._postprocess(split, self._val_outputs)
+        self._val_outputs = []
+        ids = list(predictions)
+        golds = [split.gold_texts[i] for i in ids]
+        self.val_metrics.update([predictions[i] for i in ids], golds)
+        metrics = {k: float(v) for k, v in self.val_metrics.compute().items()}  # synced over ranks
+        self.val_metrics.reset()
+        self.val_f1_best.update(torch.tensor(metrics["f1"]))
+        self.log("val/em", metrics["exact_match"], prog_bar=True)
+        self.log("val/f1", metrics["f1"], prog_bar=True)
+        self.log("val/f1_best", self.val_f1_best.compute())
+        if self.val_loss.update_count:
+            self.log("val/loss", self.val_loss.compute())
+        self.val_loss.reset()
+        self.last_predictions, self.last_nbest, self.last_metrics = predictions, nbest, metrics
+
+    def _postprocess(self, split, outputs) -> tuple[dict[str, str], dict[str, list]]:
+        """Post-process the features this rank scored; every example's features are all on one rank."""
+        hp = self.hparams
+        outputs = sorted(outputs, key=lambda o: o[0])
+        examples, features = split.select([o[0] for o in outputs])
+        return postprocess_predictions(
+            examples, features, [o[1].numpy() for o in outputs], [o[2].numpy() for o in outputs],
+            n_best=hp.n_best, max_answer_length=hp.max_answer_length,
+            version_2=hp.version_2_with_negative, null_threshold=hp.null_threshold,
+        )
+
+    @override
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        hp = self.hparams
+        groups = decoupled_weight_decay_groups(self.model, hp.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, eps=hp.adam_epsilon)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

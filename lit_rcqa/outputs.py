@@ -1,0 +1,52 @@
+"""What a finished run leaves behind: the HF model, predictions, n-best lists, metrics, a summary."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lit_rcqa.runs import write_json_atomic
+
+
+def gather_to_rank_zero(predictions: dict[str, str], nbest: dict[str, list]) -> tuple[dict[str, str], dict[str, list]]:
+    """Each rank scored whole examples; merge their dicts (every rank gets the merged result)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return predictions, nbest
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (predictions, nbest))
+    merged_preds, merged_nbest = {}, {}
+    for preds, nb in parts:
+        merged_preds.update(preds)
+        merged_nbest.update(nb)
+    return merged_preds, merged_nbest
+
+
+def _entry(entry: Any) -> dict[str, Any]:
+    return dataclasses.asdict(entry) if dataclasses.is_dataclass(entry) else dict(entry)
+
+
+def write_run_outputs(run_dir: Path, model, tokenizer, predictions: dict[str, str], nbest: dict[str, list],
+                      metrics: dict[str, Any], *, save_model: bool) -> None:
+    """model/ (save_pretrained + tokenizer), predictions.json, nbest_predictions.json, metrics.json."""
+    run_dir = Path(run_dir)
+    if save_model:
+        model.save_pretrained(run_dir / "model")
+        tokenizer.save_pretrained(run_dir / "model")
+    write_json_atomic(run_dir / "predictions.json", predictions)
+    write_json_atomic(run_dir / "nbest_predictions.json", {k: [_entry(e) for e in v] for k, v in nbest.items()})
+    write_json_atomic(run_dir / "metrics.json", metrics)
+
+
+def print_summary(run_dir: Path, metrics: dict[str, Any], seconds: float) -> None:
+    rows = [("exact match", f"{metrics.get('exact_match', float('nan')):.2f}"),
+            ("F1", f"{metrics.get('f1', float('nan')):.2f}"),
+            ("questions", str(metrics.get("total", ""))),
+            ("data", str(metrics.get("data", ""))),
+            ("model", str(metrics.get("model", ""))),
+            ("wall time", f"{seconds / 60:.1f} min"),
+            ("run directory", str(run_dir))]
+    width = max(len(k) for k, _ in rows)
+    print("\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows) + "\n", flush=True)

@@ -1,0 +1,163 @@
+"""`python train.py` end to end on a tiny model: outputs, errors, resume, DDP, the HF pipeline, W&B offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_rcqa.paths import REPO_ROOT, embedded_model_dir
+from tests.conftest import make_tiny_qa_model
+
+TINY_DATA = ["--data.synthetic_train_size", "48", "--data.synthetic_dev_size", "24", "--data.batch_size", "8",
+             "--data.eval_batch_size", "16", "--data.max_seq_length", "128", "--data.doc_stride", "48"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised BERT QA model with the embedded tokenizer, saved in HF form."""
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    make_tiny_qa_model("bert", layers=2, hidden=32).save_pretrained(path)
+    AutoTokenizer.from_pretrained(str(embedded_model_dir())).save_pretrained(path)
+    return path
+
+
+def train(args: list[str], cwd: Path, *, timeout: int = 300, env_extra: dict | None = None, wait: bool = True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO_ROOT),
+           "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    env.pop("LIT_RCQA_RUN_NAME", None)
+    cmd = [sys.executable, str(REPO_ROOT / "train.py"), *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def base_args(model_dir: Path, name: str, *extra: str) -> list[str]:
+    return ["--model.model_name_or_path", str(model_dir), "--model.learning_rate", "1e-3", "--run.name", name,
+            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", *TINY_DATA, *extra]
+
+
+def test_fit_writes_a_complete_run(tiny_model_dir, tmp_path):
+    result = train(base_args(tiny_model_dir, "r1", "--run.logger", "csv"), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "runs" / "r1"
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "complete" and status["kind"] == "fit"
+    for name in ("config.yaml", "predictions.json", "nbest_predictions.json", "metrics.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "model/config.json", "model/tokenizer.json"):
+        assert (run / name).exists(), name
+    predictions = json.loads((run / "predictions.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(predictions) == 24 == metrics["total"]
+    assert 0 <= metrics["exact_match"] <= metrics["f1"] <= 100
+    nbest = json.loads((run / "nbest_predictions.json").read_text())
+    first = next(iter(nbest.values()))
+    assert abs(sum(e["probability"] for e in first) - 1) < 1e-4 and {"start_logit", "end_logit"} <= set(first[0])
+    assert "r1" in result.stdout and "F1" in result.stdout  # the closing summary names the run
+
+
+def test_validate_recomputes_the_saved_metrics(tiny_model_dir, tmp_path):
+    assert train(base_args(tiny_model_dir, "fit1", "--run.logger", "none"), tmp_path).returncode == 0
+    fit_metrics = json.loads((tmp_path / "runs/fit1/metrics.json").read_text())
+    result = train(["validate", "--config", "runs/fit1/config.yaml", "--run.name", "val1",
+                    "--ckpt_path", fit_metrics["checkpoint"]], tmp_path)
+    assert result.returncode == 0, result.stderr
+    val_metrics = json.loads((tmp_path / "runs/val1/metrics.json").read_text())
+    assert val_metrics["f1"] == pytest.approx(fit_metrics["f1"], abs=1e-9)
+    assert val_metrics["exact_match"] == pytest.approx(fit_metrics["exact_match"], abs=1e-9)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--model.learning_rate", "-1"], "learning_rate"),
+    (["--model.no_such_key", "1"], "no_such_key"),
+    (["--data.train_file", "missing.json", "--data.dev_file", "missing.json"], "missing.json"),
+    (["--model.model_name_or_path", "/no/such/model"], "/no/such/model"),
+    (["--data.train_file", "$NO_SUCH_VARIABLE_X/train.json", "--data.dev_file", "x.json"], "NO_SUCH_VARIABLE_X"),
+    (["--data.doc_stride", "400"], "doc_stride"),
+])
+def test_bad_configuration_is_one_line_and_leaves_no_complete_run(tmp_path, args, fragment):
+    result = train(["--run.name", "bad", "--run.logger", "none", *args], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    status = tmp_path / "runs" / "bad" / "run.json"
+    assert not status.exists() or json.loads(status.read_text())["status"] != "complete"
+
+
+def test_saved_model_answers_through_the_hf_pipeline(tiny_model_dir, tmp_path):
+    assert train(base_args(tiny_model_dir, "p1", "--run.logger", "none"), tmp_path).returncode == 0
+    from transformers import pipeline
+
+    qa = pipeline("question-answering", model=str(tmp_path / "runs/p1/model"), device="cpu")
+    context = "Ada Vellin founded the Orrick Guild in 1921 in the town of Mesk."
+    answer = qa(question="Who founded the Orrick Guild?", context=context)
+    assert set(answer) >= {"answer", "score", "start", "end"}
+    assert context[answer["start"]:answer["end"]] == answer["answer"]
+
+
+def test_wandb_offline_run_holds_the_logged_metrics(tiny_model_dir, tmp_path):
+    result = train(base_args(tiny_model_dir, "w1", "--run.logger", "wandb"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = list((tmp_path / "runs/w1/wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    blob = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+    for key in (b"val/f1", b"val/em", b"train/loss", b"final/f1"):
+        assert key in blob, key
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_last_checkpoint(tiny_model_dir, tmp_path):
+    from lit_rcqa.data.datamodule import QADataModule
+
+    args = base_args(tiny_model_dir, "k1", "--run.logger", "none", "--run.save_every_n_steps", "2",
+                     "--data.synthetic_train_size", "400", "--trainer.max_epochs", "1")
+    data = QADataModule(synthetic_train_size=400, synthetic_dev_size=24, tokenizer_name=str(tiny_model_dir),
+                        batch_size=8, max_seq_length=128, doc_stride=48)
+    data.setup("fit")
+    steps_per_epoch = len(data.train_dataloader())
+    proc = train(args, tmp_path, wait=False)
+    last = tmp_path / "runs/k1/checkpoints/last.ckpt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= 4:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "training finished before it could be killed: " + proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert json.loads((tmp_path / "runs/k1/run.json").read_text())["status"] == "running"
+    result = train(args + ["--ckpt_path", "last"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "runs/k1/run.json").read_text())["status"] == "complete"
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["global_step"] > killed_at
+    assert final["global_step"] == steps_per_epoch  # one full epoch: no batch lost or repeated
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_process_ddp_matches_single_process_evaluation(tiny_model_dir, tmp_path):
+    args = base_args(tiny_model_dir, "d1", "--run.logger", "none", "--trainer.accelerator", "cpu",
+                     "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "4")
+    result = train(args, tmp_path, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ddp_metrics = json.loads((tmp_path / "runs/d1/metrics.json").read_text())
+    assert ddp_metrics["total"] == 24
+    single = train(["validate", "--config", "runs/d1/config.yaml", "--run.name", "s1", "--trainer.devices", "1",
+                    "--trainer.strategy", "auto", "--ckpt_path", ddp_metrics["checkpoint"]], tmp_path)
+    assert single.returncode == 0, single.stdout + single.stderr
+    single_metrics = json.loads((tmp_path / "runs/s1/metrics.json").read_text())
+    assert single_metrics["total"] == 24
+    assert single_metrics["exact_match"] == ddp_metrics["exact_match"]
+    assert single_metrics["f1"] == ddp_metrics["f1"]

@@ -1,0 +1,79 @@
+"""t-SNE of one layer's hidden states, with each token's category for colouring (the paper's Fig. 3).
+
+The paper projects every token of an example with t-SNE (perplexity 40) per layer and colours the
+answer span, the question, the answer's sentence and the special tokens, to show the answer and
+its context separating from the rest in later layers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from lit_rcqa.attribution.record import AttributionRecord
+
+CATEGORIES: tuple[str, ...] = ("answer", "question", "context", "special", "other")
+SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[MASK]", "<s>", "</s>", "<pad>", "<mask>", "<cls>",
+                            "<sep>"})
+# a sentence ends at . ! or ? (optionally followed by closing quotes/brackets) plus whitespace, or at a newline
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+|\n+")
+
+
+def clip_perplexity(perplexity: float, n_points: int) -> float:
+    """Perplexity usable for n points: at most (n - 1) / 3, as t-SNE looks at ~3·perplexity neighbours
+    (and scikit-learn requires perplexity < n); never below 1."""
+    return float(min(perplexity, max((n_points - 1) / 3.0, 1.0)))
+
+
+def tsne_points(hidden: np.ndarray, perplexity: float = 40.0, random_state: int = 0) -> np.ndarray:
+    """[T, H] hidden states of one layer -> [T, 2] t-SNE coordinates (deterministic for a fixed seed)."""
+    from sklearn.manifold import TSNE  # imported lazily: only this analysis needs it
+
+    hidden = np.asarray(hidden, dtype=np.float64)
+    if hidden.ndim != 2:
+        raise ValueError(f"expected hidden states of shape [T, H], got {hidden.shape}")
+    if len(hidden) < 2:
+        return np.zeros((len(hidden), 2))
+    tsne = TSNE(n_components=2, perplexity=clip_perplexity(perplexity, len(hidden)), init="pca",
+                learning_rate="auto", random_state=random_state)
+    return tsne.fit_transform(hidden)
+
+
+def sentence_span(context: str, start: int, end: int) -> tuple[int, int]:
+    """Char span of the sentence(s) containing context[start:end], by a simple punctuation splitter."""
+    bounds = [m.end() for m in _SENTENCE_END.finditer(context)]
+    lo = max((b for b in bounds if b <= start), default=0)
+    hi = min((b for b in bounds if b >= end), default=len(context))
+    return lo, hi
+
+
+def token_categories(tokens: list[str], offsets: np.ndarray, context: str, passage_start: int,
+                     pred_start: int, pred_end: int, special_tokens=SPECIAL_TOKENS) -> list[str]:
+    """[T] category per token, in precedence special > answer > question > context > other.
+
+    answer: tokens pred_start..pred_end (inclusive); question: non-special tokens before the passage;
+    context: passage tokens overlapping the sentence that contains the predicted answer.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # [T, 2]
+    cats = ["other"] * len(tokens)
+    sentence = None
+    if 0 <= pred_start <= pred_end < len(tokens) and offsets[pred_start, 0] >= 0 and offsets[pred_end, 1] >= 0:
+        sentence = sentence_span(context, int(offsets[pred_start, 0]), int(offsets[pred_end, 1]))
+    for i, tok in enumerate(tokens):
+        s, e = offsets[i]
+        if tok in special_tokens:
+            cats[i] = "special"
+        elif pred_start <= i <= pred_end:
+            cats[i] = "answer"
+        elif i < passage_start:
+            cats[i] = "question"
+        elif sentence is not None and s >= 0 and s < sentence[1] and e > sentence[0]:
+            cats[i] = "context"
+    return cats
+
+
+def record_categories(record: AttributionRecord, special_tokens=SPECIAL_TOKENS) -> list[str]:
+    """[T] category of each of the record's tokens."""
+    return token_categories(record.tokens, record.offsets, record.context, record.passage_start,
+                            record.pred_start, record.pred_end, special_tokens)

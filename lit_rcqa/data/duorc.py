@@ -25,7 +25,7 @@ MODES = ("train", "eval")
 def load_duorc(path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
                skip_invalid: bool = False) -> LoadedData:
     """Read a DuoRC JSON file; see `parse_duorc` for what `mode` and `keep_no_answer` keep."""
-    check_mode(mode)
+    check_mode(mode)  # before reading: a bad flag is reported even when the file is also bad
     return parse_duorc(read_json(path), path, mode=mode, keep_no_answer=keep_no_answer,
                        skip_invalid=skip_invalid)
 

@@ -151,7 +151,7 @@ CASES = {
     "missing_id": Case(drop(q2, "id"), "missing_id", QPATH, "id", ("q2",)),
     "non_string_id": Case(set_path(q2, id=123), "bad_id", QPATH, "id", ("q2",)),
     "empty_id": Case(set_path(q2, id=" "), "bad_id", QPATH, "id", ("q2",)),
-    "duplicate_id": Case(set_path(q2, id="q1"), "duplicate_id", "q1", "id", ()),
+    "duplicate_id": Case(set_path(q2, id="q1"), "duplicate_id", "q1", "id", ("q2",)),  # the second "q1" goes
     "missing_question": Case(drop(q2, "question"), "missing_question", "q2", "question", ("q2",)),
     "non_string_question": Case(set_path(q2, question=["How many?"]), "bad_question", "q2", "question", ("q2",)),
     "empty_question": Case(set_path(q2, question="  \n"), "empty_question", "q2", "question", ("q2",)),
@@ -228,8 +228,6 @@ def test_skip_invalid_counts_by_reason_and_keeps_the_rest(tmp_path, kind):
     data = load_squad(broken(tmp_path, case), skip_invalid=True)
     assert data.skipped == {case.reason: 1}
     expected = [q for q in ("q1", "q2", "q3", "q4") if q not in case.lost]
-    if kind == "duplicate_id":  # the second "q1" is the one dropped; the first stays
-        expected = ["q1", "q3", "q4"]
     assert [e.id for e in data.examples] == expected
 
 

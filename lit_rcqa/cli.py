@@ -6,8 +6,10 @@ nbest_predictions.json, metrics.json, the tracker's files, and run.json (status)
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +138,8 @@ def _default_subcommand(argv: list[str]) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # keep stderr for what matters
     argv = _default_subcommand(list(sys.argv[1:] if argv is None else argv))
     default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.exists() else []
     try:

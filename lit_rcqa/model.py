@@ -32,6 +32,7 @@ def load_qa_model(model_name_or_path: str):
     path = resolve_model_path(model_name_or_path)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the QA head is new when starting from an encoder: expected, not news
+    hf_logging.disable_progress_bar()
     try:
         return AutoModelForQuestionAnswering.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -39,6 +40,7 @@ def load_qa_model(model_name_or_path: str):
         raise UserError(f"model {model_name_or_path!r}: cannot load ({first})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def decoupled_weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -72,7 +74,7 @@ class QAModule(LightningModule):
             raise UserError(f"model.warmup_ratio must be below 1, got {warmup_ratio}")
         self.save_hyperparameters()
         torch.manual_seed(seed_qa_head)
-        self.model = load_qa_model(model_name_or_path)
+        self.model = load_qa_model(model_name_or_path).train()  # from_pretrained returns eval mode: dropout off
         self.val_metrics = SquadMetrics()
         self.val_loss = MeanMetric()
         self.val_f1_best = MaxMetric()

@@ -35,4 +35,6 @@ class AttributionRecord:
     start_prob: float          # softmax(start_logits)[pred_start]
     end_prob: float            # softmax(end_logits)[pred_end]
     gold_texts: tuple[str, ...] = ()
+    input_ids: np.ndarray | None = None       # [T] int64 ids of `tokens` (decision flips re-run the model on them)
+    token_type_ids: np.ndarray | None = None  # [T] int64, None for encoders without segment ids
     evidence_span: tuple[int, int] | None = None  # synthetic set: char span of the supporting sentence

@@ -1,0 +1,235 @@
+"""Layer-wise Integrated Gradients for one extractive-QA example, prefix-cached.
+
+For each requested layer ℓ (0 = embeddings, i = encoder layer i) with hidden states h_ℓ [T, d] and
+baseline b (default 0):
+    IG_ℓ = (h_ℓ − b) ⊙ Σ_k w_k ∂F/∂h (b + α_k (h_ℓ − b))
+    F    = softmax(start_logits)[ŝ] + softmax(end_logits)[ê]     (or the two logits; `target="logit"`)
+where (ŝ, ê) is the model's own best span (or a given one) and (α_k, w_k) come from `rules`. Steps:
+  1. one no-grad forward through the whole model keeps [h_0 … h_L] (the prefix cache) and the logits;
+  2. the explained span and F(h) come from those logits;
+  3. per layer, the interpolated states run through layers ℓ+1 … L only (`EncoderAdapter.forward_from`),
+     m rows at a time in chunks of at most `max_batch_tokens` tokens; one autograd.grad per chunk;
+  4. importance = ‖IG_ℓ‖₂ over d, signed = Σ_d IG_ℓ, completeness gap
+     δ_ℓ = |Σ IG_ℓ − (F(h_ℓ) − F(b))| / |F(h_ℓ) − F(b)|.
+With `tolerance`, step 3 walks a refinement schedule (nested "romberg" by default: doubling the steps only
+evaluates the new points) until δ_ℓ ≤ tolerance or `max_steps`, and records the steps used per layer.
+
+Usage:  result = integrated_gradients(model, input_ids, token_type_ids=tt, layers="all", passage=(p0, p1))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
+from lit_rcqa.attribution.rules import (DEFAULT_RULE, REFINEMENT_RULES, RULES, RefinementLevel, integration_rule,
+                                        refinement_schedule)
+from lit_rcqa.errors import UserError
+
+Baseline = torch.Tensor | Callable[[int, torch.Tensor], torch.Tensor] | None
+
+
+@dataclass(frozen=True)
+class IGSettings:
+    steps: int = 50                  # m, the integration points per layer (fixed mode)
+    method: str = DEFAULT_RULE       # integration rule, see rules.RULES
+    target: str = "prob"             # "prob": F = p_start[ŝ] + p_end[ê]; "logit": start[ŝ] + end[ê]
+    tolerance: float | None = None   # accuracy target on δ per layer; None = fixed `steps`
+    refine_method: str = "romberg"   # schedule used with a tolerance: a nested rule or any rule in RULES
+    min_steps: int = 5               # first level of the schedule (tolerance mode)
+    max_steps: int = 257             # cap on gradient evaluations per layer (tolerance mode)
+    max_batch_tokens: int = 8192     # interpolation rows × tokens per forward/backward chunk (memory budget)
+    max_answer_length: int = 30      # longest predicted span, in tokens
+
+    def __post_init__(self):
+        if self.target not in ("prob", "logit"):
+            raise UserError(f"unknown IG target {self.target!r}; choose 'prob' or 'logit'")
+        if self.method not in RULES:
+            raise UserError(f"unknown integration rule {self.method!r}; choose one of {', '.join(RULES)}")
+        if self.method != "seed" and self.steps < 2:
+            raise UserError(f"IG needs steps >= 2, got {self.steps}")
+        if self.tolerance is not None:
+            if self.refine_method not in REFINEMENT_RULES:
+                raise UserError(f"unknown refinement rule {self.refine_method!r}; "
+                                f"choose one of {', '.join(REFINEMENT_RULES)}")
+            if not self.tolerance > 0:
+                raise UserError(f"IG tolerance must be > 0, got {self.tolerance}")
+
+
+@dataclass
+class IGResult:
+    layers: list[int]                # layer indices, in order (name them with record.layer_name)
+    importance: np.ndarray           # [n_layers, T] float32: ‖IG_ℓ‖₂ over the hidden dimension
+    signed: np.ndarray               # [n_layers, T] float32: Σ IG_ℓ over the hidden dimension
+    delta: np.ndarray                # [n_layers] float64: completeness gap
+    steps: np.ndarray                # [n_layers] int32: gradient evaluations used per layer
+    pred_start: int                  # explained span, token indices (inclusive)
+    pred_end: int
+    start_prob: float                # softmax(start_logits)[pred_start]
+    end_prob: float                  # softmax(end_logits)[pred_end]
+    target_value: float              # F(h), the explained quantity at the real input
+    baseline_value: np.ndarray       # [n_layers] float64: F(b) per layer
+    attribution_sum: np.ndarray      # [n_layers] float64: Σ IG_ℓ
+    hidden: list[np.ndarray] | None = field(default=None, repr=False)  # [T, d] h_ℓ per layer, if asked
+
+
+def best_span(start_logits: torch.Tensor, end_logits: torch.Tensor, passage: torch.Tensor,
+              max_answer_length: int = 30) -> tuple[int, int]:
+    """argmax of start[i] + end[j] over passage tokens i <= j < i + max_answer_length. Inputs [T]."""
+    scores = start_logits[:, None] + end_logits[None, :]  # [T, T]
+    T = scores.shape[0]
+    i = torch.arange(T)
+    allowed = (passage[:, None] & passage[None, :] & (i[None, :] >= i[:, None])
+               & (i[None, :] - i[:, None] < max_answer_length))
+    if not allowed.any():
+        raise UserError("no passage tokens to predict a span from (empty passage mask)")
+    flat = scores.masked_fill(~allowed, float("-inf")).argmax()
+    return int(flat // T), int(flat % T)
+
+
+def _passage_mask(passage, token_type_ids: torch.Tensor | None, T: int) -> torch.Tensor:
+    """Bool [T]: a given mask, or (start, end) half-open indices, or token type 1 minus the final [SEP]."""
+    if passage is None:
+        if token_type_ids is None:
+            raise UserError("pass `passage` (a bool mask or (start, end) indices) when the input has no "
+                            "token_type_ids to find the passage from")
+        mask = token_type_ids.bool().clone()
+        mask[-1] = False
+        return mask
+    if isinstance(passage, tuple):
+        mask = torch.zeros(T, dtype=torch.bool)
+        mask[passage[0]:passage[1]] = True
+        return mask
+    return torch.as_tensor(passage, dtype=torch.bool)
+
+
+def _target(start: torch.Tensor, end: torch.Tensor, s: int, e: int, kind: str) -> torch.Tensor:
+    """F per row: start, end [k, T] -> [k]."""
+    if kind == "prob":
+        return start.softmax(-1)[:, s] + end.softmax(-1)[:, e]
+    return start[:, s] + end[:, e]
+
+
+class _LayerIG:
+    """IG for one layer of one example: evaluates points (alphas), keeps one weighted gradient sum per generation."""
+
+    def __init__(self, adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: torch.Tensor,
+                 span: tuple[int, int], settings: IGSettings):
+        self.adapter, self.layer, self.span, self.settings = adapter, layer, span, settings
+        self.b = b                      # [T, d]
+        self.diff = h - b               # [T, d]
+        self.sums: list[torch.Tensor] = []  # per generation: Σ w_k ∂F/∂h(b + α_k diff), [T, d]
+        self.rows = max(1, settings.max_batch_tokens // h.shape[0])
+
+    def baseline_value(self) -> float:
+        with torch.no_grad():
+            start, end = self.adapter.forward_from(self.layer, self.b[None])
+            return float(_target(start, end, *self.span, self.settings.target))
+
+    @torch.enable_grad()
+    def add(self, level: RefinementLevel) -> None:
+        alphas = torch.as_tensor(level.new_alphas, dtype=self.b.dtype)
+        weights = torch.as_tensor(level.new_weights, dtype=self.b.dtype)
+        generations = torch.as_tensor(level.new_generations, dtype=torch.long)
+        while len(self.sums) <= int(generations.max()):
+            self.sums.append(torch.zeros_like(self.diff))
+        for lo in range(0, len(alphas), self.rows):
+            a, w, g = alphas[lo:lo + self.rows], weights[lo:lo + self.rows], generations[lo:lo + self.rows]
+            x = (self.b + a[:, None, None] * self.diff).requires_grad_(True)  # [k, T, d]
+            start, end = self.adapter.forward_from(self.layer, x)               # [k, T] each
+            # rows are independent, so the gradient of Σ_k w_k F_k w.r.t. x holds each row's weighted gradient
+            (grad,) = torch.autograd.grad((_target(start, end, *self.span, self.settings.target) * w).sum(), x)
+            if bool((g == g[0]).all()):
+                self.sums[int(g[0])] += grad.sum(0)
+            else:
+                for gen in g.unique().tolist():
+                    self.sums[gen] += grad[g == gen].sum(0)
+
+    def attribution(self, coeffs: np.ndarray) -> torch.Tensor:
+        """IG_ℓ [T, d] = diff ⊙ Σ_g coeffs[g] · sums[g]."""
+        path_grad = sum(float(c) * s for c, s in zip(coeffs, self.sums) if c != 0.0)
+        return self.diff * path_grad
+
+
+def _gap(ig_sum: float, f_h: float, f_b: float) -> float:
+    expected = f_h - f_b
+    return abs(ig_sum - expected) / max(abs(expected), 1e-12)
+
+
+@torch.no_grad()
+def _prefix(adapter: EncoderAdapter, input_ids, token_type_ids):
+    states = adapter.hidden_states(input_ids[None], None, None if token_type_ids is None else token_type_ids[None])
+    start, end = adapter.forward_from(adapter.num_layers, states[-1])
+    return [s[0] for s in states], start[0], end[0]  # [T, d] per layer; [T], [T]
+
+
+def integrated_gradients(model: nn.Module | EncoderAdapter, input_ids: torch.Tensor,
+                         attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+                         *, layers: str | list[int] = "all", passage=None, span: tuple[int, int] | None = None,
+                         baseline: Baseline = None, settings: IGSettings = IGSettings(),
+                         keep_hidden: bool = False) -> IGResult:
+    """Layer-wise IG for one example. input_ids, attention_mask, token_type_ids: [T] (padding is dropped).
+
+    passage: bool mask [T] or (start, end) half-open token indices of the passage (default: token type 1
+    without the final [SEP]); span: (start, end) inclusive to explain instead of the model's best span;
+    baseline: a tensor broadcastable to [T, d], or a function (layer, h_ℓ) -> b; default zeros.
+    """
+    adapter = model if isinstance(model, EncoderAdapter) else EncoderAdapter(model)
+    if attention_mask is not None and not bool(attention_mask.all()):
+        keep = attention_mask.bool()  # the IG of one example needs no padding: drop it
+        input_ids = input_ids[keep]
+        token_type_ids = None if token_type_ids is None else token_type_ids[keep]
+        passage = passage[keep] if isinstance(passage, torch.Tensor) else passage
+    T = int(input_ids.shape[0])
+    indices = parse_layers(layers, adapter.num_layers) if isinstance(layers, str) else list(layers)
+    for index in indices:
+        adapter.layer_module(index)  # validates the index
+
+    # 1-2. prefix cache, the explained span and F(h)
+    states, start_logits, end_logits = _prefix(adapter, input_ids, token_type_ids)
+    if span is None:
+        span = best_span(start_logits, end_logits, _passage_mask(passage, token_type_ids, T),
+                         settings.max_answer_length)
+    elif not (0 <= span[0] <= span[1] < T):
+        raise UserError(f"span {span} is not inside the {T} tokens of this example")
+    s, e = span
+    f_h = float(_target(start_logits[None], end_logits[None], s, e, settings.target))
+
+    # 3-4. per layer
+    n = len(indices)
+    importance, signed = np.zeros((n, T), np.float32), np.zeros((n, T), np.float32)
+    delta, f_b, ig_sums = np.zeros(n), np.zeros(n), np.zeros(n)
+    steps = np.zeros(n, np.int32)
+    if settings.tolerance is None:
+        alphas, weights = integration_rule(settings.method, settings.steps)
+        schedule = lambda: iter([RefinementLevel(alphas, weights, np.zeros(len(alphas), int), np.ones(1),
+                                                 len(alphas))])
+    else:
+        schedule = lambda: refinement_schedule(settings.refine_method, settings.min_steps, settings.max_steps)
+    for row, index in enumerate(indices):
+        h = states[index]  # [T, d]
+        b = torch.zeros_like(h) if baseline is None else (
+            baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h))
+        layer_ig = _LayerIG(adapter, index, h, b, span, settings)
+        f_b[row] = layer_ig.baseline_value()
+        for level in schedule():
+            layer_ig.add(level)
+            ig = layer_ig.attribution(level.coeffs)  # [T, d]
+            ig_sums[row] = float(ig.double().sum())
+            delta[row] = _gap(ig_sums[row], f_h, f_b[row])
+            steps[row] = level.steps
+            if settings.tolerance is not None and delta[row] <= settings.tolerance:
+                break
+        importance[row] = ig.norm(dim=-1).numpy()
+        signed[row] = ig.sum(dim=-1).numpy()
+
+    start_prob = float(start_logits.softmax(-1)[s])
+    end_prob = float(end_logits.softmax(-1)[e])
+    hidden = [states[i].numpy().copy() for i in indices] if keep_hidden else None
+    return IGResult(indices, importance, signed, delta, steps, s, e, start_prob, end_prob, f_h, f_b, ig_sums,
+                    hidden)

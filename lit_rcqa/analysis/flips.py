@@ -1,0 +1,148 @@
+"""Decision flips: does zeroing the token IG ranks first change the answer more often than a random token?
+
+The seed's check that IG means something. For each scored layer ℓ of a record we zero h_ℓ at
+  - the top-1 passage token by that layer's importance, and, as the control,
+  - a uniformly random other passage token (seeded per example, so results do not depend on order),
+run layers ℓ+1 … L and the QA head (`EncoderAdapter.forward_from`, both rows in one batch), take the
+best span by the usual rule (max start+end logit, end >= start, at most 30 tokens, inside the passage)
+and record whether it differs from the unperturbed model's span. Hidden states come from one prefix-
+cached pass per record. Per layer, `FlipAccumulator` gives both flip rates and their ratio.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
+from lit_rcqa.attribution.record import AttributionRecord
+
+
+def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, passage_start: int, passage_end: int,
+               max_answer_length: int = 30) -> np.ndarray:
+    """[B, T] start and end logits -> [B, 2] (start, end) token indices of each row's best passage span."""
+    T = start_logits.shape[-1]
+    i = torch.arange(T)
+    inside = (i >= passage_start) & (i < passage_end)  # [T]
+    allowed = (inside[:, None] & inside[None, :] & (i[None, :] >= i[:, None])
+               & (i[None, :] - i[:, None] < max_answer_length))  # [T, T]
+    if not allowed.any():
+        raise ValueError(f"empty passage [{passage_start}, {passage_end}): no span to predict")
+    scores = start_logits[:, :, None] + end_logits[:, None, :]  # [B, T, T]
+    flat = scores.masked_fill(~allowed, float("-inf")).flatten(1).argmax(dim=1)  # [B]
+    return torch.stack([flat // T, flat % T], dim=1).numpy()
+
+
+def random_token(example_id: str, layer: int, passage_start: int, passage_end: int, exclude: int,
+                 seed: int = 0) -> int:
+    """A uniformly random passage token other than `exclude`, or -1 if there is none.
+
+    Seeded by (seed, example id, layer): the same draw whatever order or shard the record comes in.
+    """
+    choices = [t for t in range(passage_start, passage_end) if t != exclude]
+    if not choices:
+        return -1
+    rng = np.random.default_rng([seed, zlib.crc32(example_id.encode("utf-8")), layer])
+    return int(choices[rng.integers(len(choices))])
+
+
+@dataclass
+class FlipResult:
+    """One record's flips; arrays are [n_layers] in the record's layer order."""
+
+    layers: list[str]
+    top1_token: np.ndarray       # [n_layers] token index zeroed (top-1 by importance)
+    random_token: np.ndarray     # [n_layers] token index zeroed as the control; -1 if the passage had no other token
+    top1_flipped: np.ndarray     # [n_layers] bool
+    random_flipped: np.ndarray   # [n_layers] bool (False where random_token is -1)
+    original_span: tuple[int, int]   # the unperturbed model's span (compare with record.pred_start/pred_end)
+
+
+@torch.no_grad()
+def record_flips(record: AttributionRecord, model, *, seed: int = 0, max_answer_length: int = 30) -> FlipResult:
+    """Zero the top-1 and a random passage token at each of the record's layers and test whether the span changes."""
+    if record.input_ids is None:
+        raise ValueError(f"record {record.example_id!r} has no input_ids; decision flips re-run the model on them")
+    adapter = model if isinstance(model, EncoderAdapter) else EncoderAdapter(model)
+    ids = torch.as_tensor(np.asarray(record.input_ids), dtype=torch.long)[None]  # [1, T]
+    types = None if record.token_type_ids is None else \
+        torch.as_tensor(np.asarray(record.token_type_ids), dtype=torch.long)[None]
+    ps, pe = record.passage_start, record.passage_end
+    # 1. prefix cache: every layer's hidden state from one pass; the unperturbed span from the top one
+    states = adapter.hidden_states(ids, None, types)  # L+1 × [1, T, d]
+    original = best_spans(*adapter.forward_from(adapter.num_layers, states[-1]), ps, pe, max_answer_length)[0]
+    n = len(record.layers)
+    top1, rand = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    top1_flip, rand_flip = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    for row, name in enumerate(record.layers):
+        index = parse_layers(name, adapter.num_layers)[0]
+        # 2. the two tokens to zero at this layer
+        top1[row] = ps + int(np.argmax(record.importance[row, ps:pe]))
+        rand[row] = random_token(record.example_id, index, ps, pe, int(top1[row]), seed)
+        # 3. both perturbations in one batch of two rows; row 1 is left intact when there is no control token
+        h = states[index].repeat(2, 1, 1)  # [2, T, d]
+        h[0, top1[row]] = 0.0
+        if rand[row] >= 0:
+            h[1, rand[row]] = 0.0
+        spans = best_spans(*adapter.forward_from(index, h), ps, pe, max_answer_length)  # [2, 2]
+        changed = (spans != original[None]).any(axis=1)  # [2]
+        top1_flip[row] = changed[0]
+        rand_flip[row] = changed[1] and rand[row] >= 0
+    return FlipResult(list(record.layers), top1, rand, top1_flip, rand_flip, (int(original[0]), int(original[1])))
+
+
+@dataclass
+class FlipAccumulator:
+    """Per-layer counts of flips over records: rates for top-1 and random, and their ratio."""
+
+    layers: list[str]
+    top1_flips: np.ndarray = field(default=None, repr=False)     # [n_layers] int
+    random_flips: np.ndarray = field(default=None, repr=False)   # [n_layers] int
+    n_top1: np.ndarray = field(default=None, repr=False)         # [n_layers] records tried
+    n_random: np.ndarray = field(default=None, repr=False)       # [n_layers] records with a control token
+    n_examples: int = 0
+    n_mismatched: int = 0   # records whose stored span differs from the model's unperturbed one
+
+    def __post_init__(self):
+        for name in ("top1_flips", "random_flips", "n_top1", "n_random"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(len(self.layers), dtype=np.int64))
+
+    def add_result(self, result: FlipResult, stored_span: tuple[int, int] | None = None) -> None:
+        if list(result.layers) != list(self.layers):
+            raise ValueError(f"flip result has layers {result.layers}, expected {self.layers}")
+        has_control = np.asarray(result.random_token) >= 0
+        self.top1_flips += np.asarray(result.top1_flipped, dtype=bool)
+        self.random_flips += np.asarray(result.random_flipped, dtype=bool) & has_control
+        self.n_top1 += 1
+        self.n_random += has_control
+        self.n_examples += 1
+        if stored_span is not None and tuple(stored_span) != tuple(result.original_span):
+            self.n_mismatched += 1
+
+    def add(self, record: AttributionRecord, model, seed: int = 0) -> FlipResult:
+        result = record_flips(record, model, seed=seed)
+        self.add_result(result, (record.pred_start, record.pred_end))
+        return result
+
+    def top1_rate(self) -> np.ndarray:
+        """[n_layers] share of records whose span changed when the top-1 token was zeroed (NaN if none)."""
+        return _rate(self.top1_flips, self.n_top1)
+
+    def random_rate(self) -> np.ndarray:
+        """[n_layers] share of records whose span changed when the random token was zeroed (NaN if none)."""
+        return _rate(self.random_flips, self.n_random)
+
+    def ratio(self) -> np.ndarray:
+        """[n_layers] top-1 rate / random rate: inf when only top-1 flips, NaN when neither does."""
+        top, rand = self.top1_rate(), self.random_rate()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(rand > 0, top / np.where(rand > 0, rand, 1.0), np.where(top > 0, np.inf, np.nan))
+
+
+def _rate(count: np.ndarray, total: np.ndarray) -> np.ndarray:
+    total = np.asarray(total, dtype=np.float64)
+    return np.where(total > 0, count / np.maximum(total, 1), np.nan)

@@ -10,7 +10,7 @@ probabilities over the n-best.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -76,38 +76,35 @@ def postprocess_predictions(
         # Highest score first; ties broken by (feature, start, end), the null entry after equal spans.
         candidates.sort(key=lambda c: (-c[0], c[3], c[4], c[5]))
         spans = candidates[:n_best]
-        span_entries = [_entry(example, features, c) for c in spans]
-        ranked = [(c[0], en) for c, en in zip(spans, span_entries)]
+        ranked = [(c, False) for c in spans]  # (candidate, is the null entry)
         if version_2 and null is not None:
-            null_entry = NBestEntry("", 0.0, null[1], null[2], null[3], null[4], null[5], -1, -1)
             position = sum(1 for c in spans if c[0] >= null[0])
-            ranked.insert(position, (null[0], null_entry))
-            ranked = ranked[:n_best] if position < n_best else ranked[:n_best - 1] + ranked[-1:]
-        if not ranked:  # no valid span in any window of this example
-            ranked = [(0.0, NBestEntry("", 0.0, 0.0, 0.0, -1, -1, -1, -1, -1))]
-        probs = _softmax([score for score, _ in ranked])
-        nbest[example.id] = [replace(en, probability=p) for (_, en), p in zip(ranked, probs)]
+            ranked.insert(position, (null, True))
+            if len(ranked) > n_best:  # drop the last span, never the null entry
+                ranked = ranked[:n_best] if position < n_best else ranked[:n_best - 1] + ranked[-1:]
+        if ranked:
+            probs = _softmax([c[0] for c, _ in ranked])
+            nbest[example.id] = [_entry(example, features, c, p, is_null) for (c, is_null), p in zip(ranked, probs)]
+        else:  # no valid span in any window of this example
+            nbest[example.id] = [NBestEntry("", 1.0, 0.0, 0.0, -1, -1, -1, -1, -1)]
 
         null_wins = version_2 and null is not None and spans and null[0] - spans[0][0] > null_threshold
-        predictions[example.id] = "" if not spans or null_wins else span_entries[0].text
+        predictions[example.id] = "" if not spans or null_wins else _entry(example, features, spans[0], 0.0).text
     return predictions, nbest
 
 
 def _feature_candidates(features: Features, f: int, start: np.ndarray, end: np.ndarray, n_best: int,
                         max_answer_length: int) -> list[_Candidate]:
-    """Valid (start, end) pairs among the top `n_best` starts x top `n_best` ends of feature f."""
+    """The best `n_best` valid (start, end) pairs among the top `n_best` starts x ends of feature f."""
     offsets = features.offsets[f]
     max_ctx = features.token_is_max_context[f]
-    starts = _top_k(start, n_best)  # [K]
-    ends = _top_k(end, n_best)  # [K]
-    s_ok = np.array([offsets[i] is not None and max_ctx[i] for i in starts], dtype=bool)
-    e_ok = np.array([offsets[i] is not None for i in ends], dtype=bool)
-    s_grid, e_grid = np.meshgrid(starts, ends, indexing="ij")  # [K, K]
-    valid = s_ok[:, None] & e_ok[None, :] & (e_grid >= s_grid) & (e_grid - s_grid + 1 <= max_answer_length)
-    out = []
-    for s, e in zip(s_grid[valid].tolist(), e_grid[valid].tolist()):
-        out.append((float(start[s] + end[e]), float(start[s]), float(end[e]), f, s, e))
-    return out
+    starts = [i for i in _top_k(start, n_best).tolist() if offsets[i] is not None and max_ctx[i]]
+    ends = [i for i in _top_k(end, n_best).tolist() if offsets[i] is not None]
+    s_val, e_val = start.tolist(), end.tolist()
+    pairs = [(s_val[s] + e_val[e], s_val[s], e_val[e], f, s, e)
+             for s in starts for e in ends if s <= e < s + max_answer_length]
+    pairs.sort(key=lambda c: (-c[0], c[4], c[5]))  # by score, then start, then end
+    return pairs[:n_best]
 
 
 def _top_k(x: np.ndarray, k: int) -> np.ndarray:
@@ -115,11 +112,15 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-x, kind="stable")[:k]
 
 
-def _entry(example: QAExample, features: Features, c: _Candidate) -> NBestEntry:
+def _entry(example: QAExample, features: Features, c: _Candidate, probability: float,
+           is_null: bool = False) -> NBestEntry:
     _, s_logit, e_logit, f, s, e = c
+    if is_null:
+        return NBestEntry("", probability, s_logit, e_logit, f, s, e, -1, -1)
     start_char = features.offsets[f][s][0]
     end_char = features.offsets[f][e][1]
-    return NBestEntry(example.context[start_char:end_char], 0.0, s_logit, e_logit, f, s, e, start_char, end_char)
+    return NBestEntry(example.context[start_char:end_char], probability, s_logit, e_logit, f, s, e,
+                      start_char, end_char)
 
 
 def _softmax(scores: list[float]) -> list[float]:

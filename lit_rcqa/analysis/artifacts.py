@@ -1,0 +1,95 @@
+"""The edge of the analysis pipeline: figures, tables and pages written atomically and sent to the tracker.
+
+Every file is written to a temporary name in its folder and renamed into place, so an interrupted run
+leaves whole files or none. Tables go out as CSV and as JSON ({"columns", "rows": [{...}], "meta"});
+non-finite numbers become empty CSV cells and JSON nulls, so strict parsers read them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lit_rcqa import tracking
+from lit_rcqa.plots.report import FigureRef, TableData
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and arrays -> Python values; NaN and ±inf -> None (JSON has no such numbers)."""
+    if isinstance(value, np.ndarray):
+        return [plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _replace_into(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    _replace_into(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class ArtifactWriter:
+    """Writes `<out>/figures/*.png`, `<out>/tables/*.{csv,json}` and pages; logs each to `logger` if given."""
+
+    def __init__(self, out_dir: Path, logger=None, prefix: str = "analysis"):
+        self.out_dir = Path(out_dir)
+        self.logger = logger
+        self.prefix = prefix
+        self.files: list[str] = []     # paths relative to out_dir, in the order written
+        for sub in ("figures", "tables"):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def figure(self, name: str, fig: Figure, caption: str = "") -> FigureRef:
+        """Save as `figures/<name>.png`, log it as an image, then release the figure's artists."""
+        rel = f"figures/{name}.png"
+        _replace_into(self.out_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        tracking.log_figures(self.logger, {f"{self.prefix}/{name}": fig})
+        fig.clear()
+        self.files.append(rel)
+        return FigureRef(rel, caption)
+
+    def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+              meta: Mapping[str, Any] | None = None) -> TableData:
+        """Write `tables/<name>.csv` and `tables/<name>.json`; log as a table."""
+        columns = list(columns)
+        rows = [plain(list(r)) for r in rows]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in r] for r in rows])
+        record = {"columns": columns, "rows": [dict(zip(columns, r)) for r in rows], "meta": plain(dict(meta or {}))}
+        write_text_atomic(self.out_dir / "tables" / f"{name}.csv", buffer.getvalue())
+        write_text_atomic(self.out_dir / "tables" / f"{name}.json",
+                          json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False))
+        tracking.log_tables(self.logger, {f"{self.prefix}/{name}": (columns, rows)})
+        self.files += [f"tables/{name}.csv", f"tables/{name}.json"]
+        return TableData(name, columns, rows, link=f"tables/{name}.csv")
+
+    def page(self, rel: str, text: str, log_name: str | None = None) -> None:
+        """Write an HTML page under out_dir and log it as HTML under `log_name`."""
+        write_text_atomic(self.out_dir / rel, text)
+        if log_name:
+            tracking.log_html(self.logger, f"{self.prefix}/{log_name}", text)
+        self.files.append(rel)

@@ -119,7 +119,8 @@ def flips_section(state, out, summary, **_) -> Section:
     section.tables.append(out.table("flips", ["layer", "top1_rate", "random_rate", "ratio", "n"],
                                     [[n, t, r, x, int(c)] for n, t, r, x, c in
                                      zip(state.layers, top, rand, ratio, acc.n_top1)],
-                                    meta={"n_examples": acc.n_examples, "n_mismatched": acc.n_mismatched}))
+                                    meta={"n_examples": acc.n_examples, "n_mismatched": acc.n_mismatched,
+                                          "ratio": "top1_rate / random_rate; null where random_rate is 0"}))
     summary["flips"] = {"top1_rate": _by_layer(state.layers, top), "random_rate": _by_layer(state.layers, rand),
                         "ratio": _by_layer(state.layers, ratio), "n": acc.n_examples}
     return section

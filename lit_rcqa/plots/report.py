@@ -56,7 +56,7 @@ class Section:
 
 
 def format_value(value: Any) -> str:
-    """Table cell text: integers as is, floats to 4 significant digits, NaN/None as 'n/a', containers as JSON."""
+    """Table cell text: integers as is, floats to 4 significant digits, NaN/None as 'n/a', flat lists comma-joined, other containers as JSON."""
     if value is None:
         return "n/a"
     if isinstance(value, (bool, np.bool_)):
@@ -68,6 +68,8 @@ def format_value(value: Any) -> str:
         if math.isnan(number):
             return "n/a"
         return ("∞" if number > 0 else "−∞") if math.isinf(number) else f"{number:.4g}"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(format_value(v) for v in value)
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=str)
     return str(value)

@@ -150,6 +150,9 @@ def _encode(questions: list[str], contexts: list[str], tokenizer: Any, config: F
     backend = copy.deepcopy(backend)  # our own copy: its truncation/padding settings are ours to set
     backend.no_truncation()
     backend.no_padding()
+    # Step 1 must not post-process: some processors change offsets on every pass (RoBERTa trims
+    # the space before a token), so the texts are tokenised bare and post-processed once, in step 3.
+    processor, backend.post_processor = backend.post_processor, None
     if len(backend.encode("", add_special_tokens=False).ids) != 0:
         raise TypeError("tokenizer turns the empty string into tokens; cannot tokenise contexts on their own")
 
@@ -178,6 +181,7 @@ def _encode(questions: list[str], contexts: list[str], tokenizer: Any, config: F
         long = [e for e in long if len(question_encs[e].ids) > config.max_query_length]
 
     # Step 3: windows: truncate the context with overlap, add special tokens, pad if asked.
+    backend.post_processor = processor
     backend.enable_truncation(config.max_seq_length, stride=config.doc_stride,
                               strategy="only_second" if question_first else "only_first")
     if config.pad_to_max_length:

@@ -76,6 +76,9 @@ class RCQACLI(LightningCLI):
     @override
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        ckpt = config.get("ckpt_path")
+        if ckpt and ckpt not in ("last", "best", "hpc") and not Path(ckpt).is_file():
+            raise UserError(f"--ckpt_path: checkpoint not found: {ckpt}")
         config.run.name = runs.run_name(config.run.name, self.subcommand)
 
     @override
@@ -104,6 +107,9 @@ class RCQACLI(LightningCLI):
 
     def after_fit(self) -> None:
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        if not best:  # stopped (max_steps) before any validation: the final weights are the result
+            best = str(self.run_dir / "checkpoints" / "final.ckpt")
+            self.trainer.save_checkpoint(best)
         # Score the best checkpoint once more: it becomes model/, predictions.json and metrics.json.
         self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         self._finish(best_checkpoint=best)

@@ -83,9 +83,14 @@ def test_validate_recomputes_the_saved_metrics(tiny_model_dir, tmp_path):
     (["--model.model_name_or_path", "/no/such/model"], "/no/such/model"),
     (["--data.train_file", "$NO_SUCH_VARIABLE_X/train.json", "--data.dev_file", "x.json"], "NO_SUCH_VARIABLE_X"),
     (["--data.doc_stride", "400"], "doc_stride"),
+    (["validate", "--ckpt_path", "runs/none/best.ckpt"], "runs/none/best.ckpt"),
 ])
 def test_bad_configuration_is_one_line_and_leaves_no_complete_run(tmp_path, args, fragment):
-    result = train(["--run.name", "bad", "--run.logger", "none", *args], tmp_path, timeout=120)
+    if args[0] == "validate":
+        args = [args[0], "--run.name", "bad", "--run.logger", "none", *args[1:]]
+    else:
+        args = ["--run.name", "bad", "--run.logger", "none", *args]
+    result = train(args, tmp_path, timeout=120)
     assert result.returncode == 2
     lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
@@ -135,12 +140,16 @@ def test_killed_run_resumes_from_last_checkpoint(tiny_model_dir, tmp_path):
     assert proc.poll() is None, "training finished before it could be killed: " + proc.stdout.read()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    killed = torch.load(last, map_location="cpu", weights_only=True)
+    killed_at = killed["global_step"]
+    # The loader's position travels in the checkpoint, so the resumed run skips what it already trained on.
+    assert killed["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "batches_done": killed_at}]
     assert json.loads((tmp_path / "runs/k1/run.json").read_text())["status"] == "running"
     result = train(args + ["--ckpt_path", "last"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "runs/k1/run.json").read_text())["status"] == "complete"
-    final = torch.load(last, map_location="cpu", weights_only=True)
+    # best.ckpt is written at the end-of-epoch validation: the step count of the whole epoch.
+    final = torch.load(tmp_path / "runs/k1/checkpoints/best.ckpt", map_location="cpu", weights_only=True)
     assert final["global_step"] > killed_at
     assert final["global_step"] == steps_per_epoch  # one full epoch: no batch lost or repeated
 

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -66,9 +66,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.group_by_length, self.megabatch = group_by_length, megabatch
         self.epoch = 0
+        self._skip = 0  # batches of this epoch already trained on before a resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue a run killed after `batches_done` batches of `epoch`: same order, nothing repeated."""
+        self.epoch, self._skip = epoch, batches_done
+        if batches_done >= len(self):
+            self.epoch, self._skip = epoch + 1, 0
 
     def _batches(self) -> list[list[int]]:
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -86,10 +93,29 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return batches[:usable][self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        batches, self._skip = self._batches()[self._skip:], 0
+        return iter(batches)
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class ResumableDataLoader(DataLoader):
+    """A training loader whose position Lightning stores in checkpoints (the `state_dict` protocol).
+
+    The position is the number of batches the trainer has *processed* in this epoch, read from the
+    trainer itself: the loader's own count would include the batch Lightning prefetches.
+    """
+
+    def __init__(self, *args, batches_processed: Callable[[], int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._batches_processed = batches_processed
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.batch_sampler.epoch, "batches_done": int(self._batches_processed())}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.resume_at(state["epoch"], state["batches_done"])
 
 
 class ExampleShardSampler(Sampler[int]):
@@ -226,8 +252,13 @@ class QADataModule(LightningDataModule):
         lengths = [len(ids) for ids in features.input_ids]
         sampler = LengthGroupedBatchSampler(lengths, self.hparams.batch_size, seed=self.hparams.seed, rank=rank,
                                             world_size=world, group_by_length=self.hparams.group_by_length)
-        return DataLoader(QAFeatureDataset(features), batch_sampler=sampler, collate_fn=self._collate,
-                          num_workers=self.hparams.num_workers)
+        trainer = self.trainer
+
+        def batches_processed() -> int:
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
+
+        return ResumableDataLoader(QAFeatureDataset(features), batch_sampler=sampler, collate_fn=self._collate,
+                                   num_workers=self.hparams.num_workers, batches_processed=batches_processed)
 
     @override
     def val_dataloader(self) -> DataLoader:

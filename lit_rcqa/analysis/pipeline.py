@@ -27,6 +27,7 @@ from lit_rcqa.analysis.quantifiers import NumericShareAccumulator, is_quantifier
 from lit_rcqa.analysis.roles import RoleAccumulator
 from lit_rcqa.analysis.sections import SECTION_BUILDERS, completeness_section
 from lit_rcqa.analysis.words import record_words
+from lit_rcqa.attribution.layers import EncoderAdapter
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.errors import UserError
 from lit_rcqa.evaluation.metrics import exact_match_score, max_over_golds
@@ -93,7 +94,7 @@ class _Pass:
             for variant in ("topk_retained", "topk_removed"):
                 self.jsd[f"jsd_{variant}_k{k}"] = JSDAccumulator(L, variant, k)
         self.roles = RoleAccumulator(L, self.top_k, self.window)
-        self.numeric = {"quantifier": NumericShareAccumulator(L, self.top_k), "other": NumericShareAccumulator(L, self.top_k)}
+        self.numeric = {group: NumericShareAccumulator(L, self.top_k) for group in ("quantifier", "other")}
         self.quantifier_rows: list[tuple[bool, float, float]] = []     # (is quantifier, EM %, confidence)
         self.flips = FlipAccumulator(L)
         self.flips_without_ids = 0
@@ -145,21 +146,21 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
     """Run the chosen analyses over (at most `max_examples` of) the records; write, log and summarise them."""
     chosen = _check_analyses(analyses)
     out = ArtifactWriter(Path(out_dir), logger)
-    adapter = None
-    if "flips" in chosen and model is not None:
-        from lit_rcqa.attribution.layers import EncoderAdapter
-
-        adapter = EncoderAdapter(model)
+    adapter = EncoderAdapter(model) if "flips" in chosen and model is not None else None
     # 1. one streaming pass: every accumulator sees each record once
     state: _Pass | None = None
+    missing_confidence = 0
     stream = records() if max_examples is None else islice(records(), max_examples)
     for record in tqdm(stream, total=max_examples, disable=not progress, desc="analyses", unit="ex"):
         scored = list(record.layers)
         record = select_layers(record, layers)
         if state is None:
             state = _Pass(list(record.layers), chosen, top_k, tuple(jsd_k), context_window, adapter)
-        confidence = (float(nbest_probability[record.example_id]) if nbest_probability is not None
-                      and record.example_id in nbest_probability else record.start_prob * record.end_prob)
+        if nbest_probability is not None and record.example_id in nbest_probability:
+            confidence = float(nbest_probability[record.example_id])
+        else:
+            missing_confidence += nbest_probability is not None
+            confidence = record.start_prob * record.end_prob
         state.add(record, scored, hidden, confidence, tsne_examples, html_examples)
     if state is None:
         raise UserError(f"no attribution records to analyse for {out_dir} (run IG first, or check --out)")
@@ -167,6 +168,9 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
     summary: dict[str, Any] = {"n_examples": state.n, "layers": state.layers, "analyses": chosen, "notes": []}
     if "flips" in chosen and model is None:
         summary["notes"].append("decision flips skipped: no model was given")
+    if missing_confidence and "quantifiers" in chosen:
+        summary["notes"].append(f"{missing_confidence} examples had no n-best probability; their confidence is "
+                                "the softmax start × end probability of the predicted span")
     sections = [SECTION_BUILDERS[name](state, out, summary, progress=progress) for name in chosen]
     sections.append(completeness_section(state, out, summary))
     # 3. the report, then the tracker's summary

@@ -42,7 +42,8 @@ def jsd_section(state, out, summary, **_) -> Section:
         label = "all tokens" if acc.variant == "all" else f"{acc.variant.replace('_', ' ')}, k = {acc.k}"
         section.figures.append(out.figure(name, plot_jsd_heatmap(matrix, state.layers, f"JSD between layers ({label})"),
                                           label))
-        section.tables.append(out.table(name, ["layer", *state.layers], [[n, *row] for n, row in zip(state.layers, matrix)],
+        rows = [[n, *row] for n, row in zip(state.layers, matrix)]
+        section.tables.append(out.table(name, ["layer", *state.layers], rows,
                                         meta={"variant": acc.variant, "k": acc.k, "n_examples": acc.count}))
         values = matrix[off_diagonal]
         summary["jsd"][name] = {"min": float(values.min()) if values.size else None,
@@ -86,8 +87,9 @@ def quantifiers_section(state, out, summary, **_) -> Section:
               "n_other": state.numeric["other"].n_examples, "detector": "rule-based (CD stand-in)"}))
     flags, em, conf = (np.array(c) for c in zip(*state.quantifier_rows))
     groups = quantifier_summary(flags, em, conf)
+    rows = [[g, s.n, s.em, s.confidence_mean, s.confidence_median] for g, s in groups.items()]
     section.tables.append(out.table("quantifier_summary", ["group", "n", "em", "confidence_mean", "confidence_median"],
-                                    [[g, s.n, s.em, s.confidence_mean, s.confidence_median] for g, s in groups.items()]))
+                                    rows))
     summary["quantifiers"] = {"numeric_share": _by_layer(state.layers, q[0]),
                               "numeric_share_other": _by_layer(state.layers, o[0]),
                               **{g: {"n": s.n, "em": s.em, "confidence_mean": s.confidence_mean,
@@ -185,9 +187,9 @@ def completeness_section(state, out, summary, **_) -> Section:
     acc = state.completeness
     stats = acc.summary()  # [L, 7]
     section = Section("Completeness of the attributions",
-                      "δ = |ΣIG − (F(h) − F(b))| / |F(h) − F(b)| per example and layer: how far the attributions' "
-                      f"sum is from the change they explain. δ below {acc.threshold:g} for most examples means the "
-                      "integration used enough steps; the embedding layer converges slowest.")
+                      "δ = |ΣIG − (F(h) − F(b))| / |F(h) − F(b)| per example and layer: how far the "
+                      f"attributions' sum is from the change they explain. δ below {acc.threshold:g} for most "
+                      "examples means the integration used enough steps; the embedding layer converges slowest.")
     section.figures.append(out.figure("completeness", plot_layer_series(
         {"median δ": stats[:, 0], "95th percentile δ": stats[:, 1]}, state.layers, "completeness gap δ",
         "Completeness gap per layer")))

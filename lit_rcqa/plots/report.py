@@ -56,7 +56,8 @@ class Section:
 
 
 def format_value(value: Any) -> str:
-    """Table cell text: integers as is, floats to 4 significant digits, NaN/None as 'n/a', flat lists comma-joined, other containers as JSON."""
+    """Table cell text: integers as is, floats to 4 significant digits, NaN/None as 'n/a', flat lists
+    comma-joined, other containers as JSON."""
     if value is None:
         return "n/a"
     if isinstance(value, (bool, np.bool_)):

@@ -37,8 +37,8 @@ def readout_bert(layers=2):
 
     Attention and feed-forward outputs are zeroed, so each layer is LayerNorm∘LayerNorm per position (a zeroed
     state stays zero up to the head); every word embedding is dominated by unit 0, so after LayerNorm each real
-    token's unit 0 is ≈ √(H−1) with tiny differences, and start = end logits = 10·unit 0. The answer is the single
-    token with the largest unit 0; zeroing it moves the answer, zeroing any other token cannot.
+    token's unit 0 is ≈ √(H−1) with tiny differences, and start = end logits = 10·unit 0. The answer is the
+    single token with the largest unit 0; zeroing it moves the answer, zeroing any other token cannot.
     """
     model = make_tiny_qa_model("bert", layers=layers, hidden=32)
     with torch.no_grad():

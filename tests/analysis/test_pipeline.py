@@ -21,7 +21,8 @@ from tests.plots.test_report import parse
 
 LAYERS = ["embeddings", "layer_01", "layer_02"]
 EXAMPLES = [  # question, context, predicted word span, gold, evidence sentence (or None)
-    ("How many points did Denver score ?", "Denver scored 24 points . Carolina scored ten points .", (2, 2), "24", True),
+    ("How many points did Denver score ?", "Denver scored 24 points . Carolina scored ten points .", (2, 2), "24",
+     True),
     ("Who scored ten points ?", "Denver scored 24 points . Carolina scored ten points .", (5, 5), "Carolina", True),
     ("How much did the ticket cost ?", "The ticket cost 5 dollars in 1990 . It rose to twenty later .", (3, 4),
      "5 dollars", False),
@@ -108,7 +109,8 @@ def test_all_analyses_write_every_output_once_over_the_stream(tmp_path):
     assert quantifier[1]["n"] == 4 and quantifier[1]["em"] == 75.0       # "blue" is not "green"
     completeness = read_json(tmp_path / "tables" / "completeness.json")["rows"]
     assert completeness[0]["max"] == pytest.approx(1.2) and completeness[0]["share_above"] == 1.0
-    assert completeness[1]["share_above"] == pytest.approx(1 / 6) and completeness[2]["share_above"] == 0 and completeness[1]["steps_mean"] == 20
+    assert completeness[1]["share_above"] == pytest.approx(1 / 6) and completeness[2]["share_above"] == 0
+    assert completeness[1]["steps_mean"] == 20
     flips = read_json(tmp_path / "tables" / "flips.json")["rows"]
     assert all(0 <= f["top1_rate"] <= 1 and 0 <= f["random_rate"] <= 1 and f["n"] == 6 for f in flips)
     evidence = read_json(tmp_path / "tables" / "evidence.json")
@@ -149,7 +151,8 @@ def test_layer_selection_and_max_examples(tmp_path):
                            max_examples=4, jsd_k=(3,), progress=False)
     assert summary["n_examples"] == 4
     rows = read_csv(tmp_path / "tables" / "jsd_topk_removed_k3.csv")
-    assert [r["layer"] for r in rows] == ["embeddings", "layer_02"] and list(rows[0]) == ["layer", "embeddings", "layer_02"]
+    assert [r["layer"] for r in rows] == ["embeddings", "layer_02"]
+    assert list(rows[0]) == ["layer", "embeddings", "layer_02"]
     with pytest.raises(UserError, match="not scored"):
         run_analyses(source, tmp_path, analyses=("roles",), layers=["layer_07"], progress=False)
 
@@ -176,8 +179,8 @@ def test_wandb_offline_run_holds_the_images_tables_and_report(tmp_path, monkeypa
         wandb.finish()
     run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 1
-    media = {p.relative_to(run_dirs[0] / "files" / "media").as_posix() for p in (run_dirs[0] / "files" / "media").rglob("*")
-             if p.is_file()}
+    media_dir = run_dirs[0] / "files" / "media"
+    media = {p.relative_to(media_dir).as_posix() for p in media_dir.rglob("*") if p.is_file()}
     assert any(m.startswith("images/analysis/roles_") for m in media), media
     assert any(m.startswith("table/analysis/roles_") and m.endswith(".table.json") for m in media), media
     assert any(m.startswith("html/analysis/report_") for m in media), media
@@ -188,3 +191,12 @@ def test_wandb_offline_run_holds_the_images_tables_and_report(tmp_path, monkeypa
             break
         time.sleep(0.25)
     assert [key for key in keys if key not in data] == []
+
+
+def test_quantifier_confidence_comes_from_the_nbest_probability_where_given(tmp_path):
+    summary = run_analyses(Source(make_records()), tmp_path, analyses=("quantifiers",),
+                           nbest_probability={"q0": 0.3, "q2": 0.5}, progress=False)
+    assert summary["quantifiers"]["quantifier"]["confidence_mean"] == pytest.approx(0.4)   # q0, q2
+    assert summary["quantifiers"]["other"]["confidence_mean"] == pytest.approx(0.9 * 0.8)  # start × end fallback
+    assert any(note.startswith("4 examples had no n-best probability") for note in summary["notes"])
+    assert "n-best probability" in (tmp_path / "report.html").read_text(encoding="utf-8")

@@ -43,7 +43,7 @@ class IGSettings:
     refine_method: str = "romberg"   # schedule used with a tolerance: a nested rule or any rule in RULES
     min_steps: int = 5               # first level of the schedule (tolerance mode)
     max_steps: int = 257             # cap on gradient evaluations per layer (tolerance mode)
-    max_batch_tokens: int = 8192     # interpolation rows × tokens per forward/backward chunk (memory budget)
+    max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)
     max_answer_length: int = 30      # longest predicted span, in tokens
 
     def __post_init__(self):
@@ -138,8 +138,10 @@ class _LayerIG:
         generations = torch.as_tensor(level.new_generations, dtype=torch.long)
         while len(self.sums) <= int(generations.max()):
             self.sums.append(torch.zeros_like(self.diff))
-        for lo in range(0, len(alphas), self.rows):
-            a, w, g = alphas[lo:lo + self.rows], weights[lo:lo + self.rows], generations[lo:lo + self.rows]
+        n_chunks = -(-len(alphas) // self.rows)
+        bounds = np.linspace(0, len(alphas), n_chunks + 1).round().astype(int)  # equal chunks: no tiny last one
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            a, w, g = alphas[lo:hi], weights[lo:hi], generations[lo:hi]
             x = (self.b + a[:, None, None] * self.diff).requires_grad_(True)  # [k, T, d]
             start, end = self.adapter.forward_from(self.layer, x)               # [k, T] each
             # rows are independent, so the gradient of Σ_k w_k F_k w.r.t. x holds each row's weighted gradient
@@ -179,6 +181,16 @@ def integrated_gradients(model: nn.Module | EncoderAdapter, input_ids: torch.Ten
     without the final [SEP]); span: (start, end) inclusive to explain instead of the model's best span;
     baseline: a tensor broadcastable to [T, d], or a function (layer, h_ℓ) -> b; default zeros.
     """
+    # Lightning's prediction loop runs under inference_mode, where no gradient can be taken: leave it here,
+    # and copy the inputs, since inference tensors cannot take part in autograd.
+    with torch.inference_mode(False):
+        copy = lambda t: None if t is None else t.clone()
+        return _integrated_gradients(model, copy(input_ids), copy(attention_mask), copy(token_type_ids), layers,
+                                     passage, span, baseline, settings, keep_hidden)
+
+
+def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, layers, passage, span, baseline,
+                          settings, keep_hidden) -> IGResult:
     adapter = model if isinstance(model, EncoderAdapter) else EncoderAdapter(model)
     if attention_mask is not None and not bool(attention_mask.all()):
         keep = attention_mask.bool()  # the IG of one example needs no padding: drop it

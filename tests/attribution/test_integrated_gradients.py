@@ -181,3 +181,11 @@ def test_seed_preset_and_bad_settings(tiny):
         IGSettings(target="loss")
     with pytest.raises(UserError, match="out of range"):
         integrated_gradients(tiny, ids, token_type_ids=types, layers=[3])
+
+
+def test_runs_inside_inference_mode_as_in_lightnings_prediction_loop(tiny):
+    ids, types = tiny_example()
+    outside = integrated_gradients(tiny, ids, token_type_ids=types, settings=IGSettings(steps=6))
+    with torch.inference_mode():
+        inside = integrated_gradients(tiny, ids.clone(), token_type_ids=types.clone(), settings=IGSettings(steps=6))
+    np.testing.assert_allclose(inside.importance, outside.importance, rtol=1e-5)

@@ -507,7 +507,7 @@ def explain(summary: dict, epoch_pads: dict) -> list[str]:
     lines = []
     for name in ("trainer_run_qa_defaults", "trainer_best"):
         ref = summary[name]
-        waste = (1 - ref["pad_share"]) and (1 - ours["pad_share"]) / (1 - ref["pad_share"])  # computed tokens per real, ref/ours
+        waste = (1 - ours["pad_share"]) / (1 - ref["pad_share"])  # computed tokens per real token, ref / ours
         per_token = ours["computed_tokens_per_s"] / ref["computed_tokens_per_s"]
         lines.append(f"{name}: pad share {100 * ref['pad_share']:.1f}% vs ours {100 * ours['pad_share']:.1f}% -> "
                      f"the reference computes {waste:.2f}x the tokens per real token; speed per computed token "

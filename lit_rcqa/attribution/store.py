@@ -1,0 +1,232 @@
+"""The one reader of stored layer-wise IG results: `<out>/manifest.json` and the shards in `<out>/scores/`.
+
+    from lit_rcqa.attribution import store
+    records = store.load("runs/NAME/analysis")        # {example id: AttributionRecord}, in dev order
+    rec = records[next(iter(records))]
+    rec.tokens, rec.layers, rec.importance            # [T] pieces, names, [n_layers, T] float32
+
+Format (schema 1), written by `callbacks.ig_writer.IGShardWriter`, one shard per (rank, batch):
+  scores/<PPPPPPPP>-r<RR>.safetensors  per example k of the shard (T = its real tokens, n = layers):
+      k.importance [n, T] f32   k.signed [n, T] f32   k.delta [n] f64   k.steps [n] i32
+      k.offsets [T, 2] i64 (char offsets into the context; -1 outside the passage)
+      k.input_ids [T] i64       k.token_type_ids [T] i64 (absent for encoders without segment ids)
+  scores/<PPPPPPPP>-r<RR>.hidden.safetensors  (optional) k -> [n, T, d] f16/f32 hidden states h_ℓ
+  scores/<PPPPPPPP>-r<RR>.json  the commit marker, written last: schema, file names, sizes and SHA-256
+      of the tensor files, and per example its id, dev position, text fields, tokens, spans and probs.
+P is the dev position of the shard's first example (unique: an example is scored by one shard unless
+a run was interrupted between files); R the rank. Files are written to a temp name and renamed, so a
+shard is complete or absent. Only JSON and safetensors are ever parsed: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.errors import UserError
+
+SCHEMA_VERSION = 1
+SCORES_DIR = "scores"
+MANIFEST = "manifest.json"
+SHARD_PATTERN = re.compile(r"^(\d{8})-r(\d{2,})\.json$")
+# Per-example arrays of a shard: name -> (dtype, shape in terms of n = layers, T = tokens).
+ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "importance": ("float32", ("n", "T")), "signed": ("float32", ("n", "T")), "delta": ("float64", ("n",)),
+    "steps": ("int32", ("n",)), "offsets": ("int64", ("T", "2")), "input_ids": ("int64", ("T",)),
+    "token_type_ids": ("int64", ("T",)),
+}
+OPTIONAL_ARRAYS = ("token_type_ids",)
+EXAMPLE_KEYS = ("id", "position", "question", "context", "tokens", "passage_start", "passage_end", "layers",
+                "pred_start", "pred_end", "pred_text", "start_prob", "end_prob", "gold_texts")
+
+
+def shard_name(first_position: int, rank: int) -> str:
+    return f"{first_position:08d}-r{rank:02d}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- manifest ---------------------------------------------------------------------------------------
+def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest of an output folder, or None when there is none yet."""
+    path = Path(out_dir) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: unreadable manifest ({err}); delete the folder or use another --out") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_VERSION:
+        raise UserError(f"{path}: not a schema {SCHEMA_VERSION} IG manifest; use another --out")
+    return manifest
+
+
+def manifest_conflicts(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two manifests (nested dicts compared key by key)."""
+    keys = sorted(set(old) | set(new))
+    diff = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff += manifest_conflicts(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diff.append(f"{prefix}{key}")
+    return diff
+
+
+# --- shard metadata ---------------------------------------------------------------------------------
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"corrupt IG shard {path}: not valid JSON ({type(err).__name__}); delete it and re-run "
+                        "to recompute its examples") from None
+    ok = (isinstance(meta, dict) and meta.get("schema") == SCHEMA_VERSION and isinstance(meta.get("examples"), list)
+          and isinstance(meta.get("tensors"), dict))
+    if ok:
+        ok = all(isinstance(e, dict) and all(k in e for k in EXAMPLE_KEYS) for e in meta["examples"])
+    if not ok:
+        raise UserError(f"corrupt IG shard {path}: not a schema {SCHEMA_VERSION} shard sidecar; delete it and re-run")
+    return meta
+
+
+def _sidecars(out_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    folder = Path(out_dir) / SCORES_DIR
+    if not folder.is_dir():
+        return []
+    paths = sorted(p for p in folder.iterdir() if SHARD_PATTERN.match(p.name))  # temp files start with "."
+    return [(p, _read_sidecar(p)) for p in paths]
+
+
+def _entries(out_dir: Path) -> list[tuple[int, str, Path, dict, int]]:
+    """(position, id, sidecar, meta, row) per stored example, duplicates dropped, in dev order."""
+    seen: dict[str, tuple] = {}
+    for path, meta in _sidecars(out_dir):
+        for row, ex in enumerate(meta["examples"]):
+            if ex["id"] not in seen:  # the same example from a second shard (resume, DDP): keep the first
+                seen[ex["id"]] = (int(ex["position"]), ex["id"], path, meta, row)
+    return sorted(seen.values(), key=lambda e: (e[0], e[1]))
+
+
+def finished_ids(out_dir: str | Path) -> set[str]:
+    """Ids of the examples in complete shards (read from the sidecars only; tensor files must exist)."""
+    ids = set()
+    for path, meta in _sidecars(Path(out_dir)):
+        for info in meta["tensors"].values():
+            target = path.parent / info["file"]
+            if not target.is_file() or target.stat().st_size != info["bytes"]:
+                raise UserError(f"corrupt IG shard {target}: missing or of the wrong size; delete {path.name} "
+                                "and re-run to recompute its examples")
+        ids.update(ex["id"] for ex in meta["examples"])
+    return ids
+
+
+def nbest_probabilities(out_dir: str | Path) -> dict[str, float]:
+    """The n-best probability of each example's predicted answer (the model's confidence), by id."""
+    return {e[1]: float(e[3]["examples"][e[4]].get("nbest_probability", float("nan"))) for e in _entries(Path(out_dir))}
+
+
+# --- tensors ----------------------------------------------------------------------------------------
+def _load_tensors(sidecar: Path, meta: dict, kind: str) -> dict[str, np.ndarray]:
+    """Read, verify (size, SHA-256) and parse one safetensors file of a shard."""
+    from safetensors.numpy import load as parse_safetensors
+
+    info = meta["tensors"].get(kind)
+    if info is None:
+        return {}
+    path = sidecar.parent / info["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"corrupt IG shard {path}: cannot read ({err.strerror}); delete {sidecar.name} and re-run") \
+            from None
+    if len(data) != info["bytes"] or sha256_bytes(data) != info["sha256"]:
+        raise UserError(f"corrupt IG shard {path}: size or checksum differs from {sidecar.name}; delete both and "
+                        "re-run to recompute its examples")
+    try:
+        return parse_safetensors(data)
+    except Exception as err:  # the parser's own error types vary by version
+        raise UserError(f"corrupt IG shard {path}: not a safetensors file ({type(err).__name__})") from None
+
+
+def _record(path: Path, ex: dict, row: int, arrays: dict[str, np.ndarray]) -> AttributionRecord:
+    n, T = len(ex["layers"]), len(ex["tokens"])
+    sizes = {"n": n, "T": T, "2": 2}
+    values = {}
+    for name, (dtype, shape) in ARRAYS.items():
+        value = arrays.get(f"{row}.{name}")
+        if value is None and name in OPTIONAL_ARRAYS:
+            values[name] = None
+            continue
+        if value is None or str(value.dtype) != dtype or value.shape != tuple(sizes[s] for s in shape):
+            raise UserError(f"corrupt IG shard {path}: array {row}.{name} of {ex['id']!r} is missing or has the "
+                            f"wrong type/shape")
+        values[name] = value
+    span = ex.get("evidence_span")
+    return AttributionRecord(
+        example_id=ex["id"], question=ex["question"], context=ex["context"], tokens=list(ex["tokens"]),
+        offsets=values["offsets"], passage_start=int(ex["passage_start"]), passage_end=int(ex["passage_end"]),
+        layers=list(ex["layers"]), importance=values["importance"], signed=values["signed"], delta=values["delta"],
+        steps=values["steps"], pred_start=int(ex["pred_start"]), pred_end=int(ex["pred_end"]),
+        pred_text=ex["pred_text"], start_prob=float(ex["start_prob"]), end_prob=float(ex["end_prob"]),
+        gold_texts=tuple(ex["gold_texts"]), input_ids=values["input_ids"], token_type_ids=values["token_type_ids"],
+        evidence_span=None if span is None else (int(span[0]), int(span[1])))
+
+
+def iter_records(out_dir: str | Path) -> Iterator[AttributionRecord]:
+    """Every stored example once, in dev order, streaming: only a few decoded shards are held at a time."""
+    out_dir = Path(out_dir)
+    entries = _entries(out_dir)
+    ranks = {p.name.rsplit("-r", 1)[1] for _, _, p, _, _ in entries}
+    cache: OrderedDict[Path, dict[str, np.ndarray]] = OrderedDict()  # DDP interleaves ranks' shards by position
+    for _, _, path, meta, row in entries:
+        if path not in cache:
+            cache[path] = _load_tensors(path, meta, "scores")
+            while len(cache) > 2 * max(1, len(ranks)):
+                cache.popitem(last=False)
+        yield _record(path, meta["examples"][row], row, cache[path])
+
+
+def load(out_dir: str | Path) -> dict[str, AttributionRecord]:
+    """All stored records by example id, in dev order."""
+    return {record.example_id: record for record in iter_records(out_dir)}
+
+
+class HiddenStates(Mapping):
+    """Lazy {example id: [n_layers, T, d] hidden states (float16 or float32)}: a shard's file is read on access."""
+
+    def __init__(self, out_dir: Path):
+        self._where = {}
+        for _, ex_id, path, meta, row in _entries(out_dir):
+            if meta["examples"][row].get("hidden"):
+                self._where[ex_id] = (path, meta, row)
+        self._cached: tuple[Path | None, dict] = (None, {})
+
+    def __getitem__(self, example_id: str) -> np.ndarray:
+        path, meta, row = self._where[example_id]
+        if self._cached[0] != path:
+            self._cached = (path, _load_tensors(path, meta, "hidden"))
+        value = self._cached[1].get(str(row))
+        if value is None or value.ndim != 3:
+            raise UserError(f"corrupt IG shard {path}: hidden states of {example_id!r} are missing or malformed")
+        return value
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def load_hidden(out_dir: str | Path) -> HiddenStates:
+    """Hidden states of the first N examples (for t-SNE), by id; one row per scored layer."""
+    return HiddenStates(Path(out_dir))

@@ -1,0 +1,195 @@
+"""The shard store: round trip through the writer, dev order, duplicates, corruption, no pickle, manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from callbacks.ig_writer import IGShardWriter
+from lit_rcqa.attribution import store
+from lit_rcqa.attribution.system import ExampleResult
+from lit_rcqa.errors import UserError
+
+LAYERS = ["embeddings", "layer_01", "layer_02"]
+
+
+def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool = False, seed: int = 0) -> ExampleResult:
+    """A hand-made result: '[CLS] q [SEP] p0 … [SEP]' with random scores."""
+    rng = np.random.default_rng(seed + position)
+    tokens = ["[CLS]", "q", "[SEP]", *[f"p{i}" for i in range(T - 4)], "[SEP]"]
+    offsets = np.full((T, 2), -1, dtype=np.int64)
+    offsets[3:T - 1] = [(3 * i, 3 * i + 2) for i in range(T - 4)]
+    return ExampleResult(
+        position=position, example_id=f"ex-{position}", question="q ?", context="p0 p1 p2 p3 p4 p5 p6 p7 p8",
+        tokens=tokens, offsets=offsets, passage_start=3, passage_end=T - 1, layers=LAYERS,
+        importance=rng.random((3, T), dtype=np.float32), signed=rng.standard_normal((3, T)).astype(np.float32),
+        delta=rng.random(3) * 1e-3, steps=np.array([50, 50, 50], dtype=np.int32), pred_start=3, pred_end=4,
+        pred_text="p0 p1", start_prob=0.7, end_prob=0.6, target_value=1.3, nbest_probability=0.55 + position / 100,
+        window=0, explained="predicted", gold_texts=("p1", "p0 p1"), evidence_span=(0, 5) if position % 2 else None,
+        input_ids=rng.integers(1000, 2000, T).astype(np.int64),
+        token_type_ids=(np.arange(T) >= 3).astype(np.int64) if types else None,
+        hidden=rng.standard_normal((3, T, 4)).astype(np.float16) if hidden else None)
+
+
+def write(out: Path, results, rank=0, batch_idx=0):
+    writer = IGShardWriter(out)
+    writer.write_on_batch_end(SimpleNamespace(global_rank=rank), None, list(results), None, None, batch_idx)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    results = [make_result(0, hidden=True), make_result(1, T=9, types=False), make_result(2, T=5)]
+    write(tmp_path, results)
+    records = store.load(tmp_path)
+    assert list(records) == ["ex-0", "ex-1", "ex-2"]
+    for r in results:
+        rec = records[r.example_id]
+        assert rec.tokens == r.tokens and rec.layers == LAYERS and rec.question == r.question
+        assert (rec.passage_start, rec.passage_end, rec.pred_start, rec.pred_end) == \
+               (r.passage_start, r.passage_end, r.pred_start, r.pred_end)
+        for name in ("importance", "signed", "delta", "steps", "offsets", "input_ids"):
+            np.testing.assert_array_equal(getattr(rec, name), getattr(r, name))
+            assert getattr(rec, name).dtype == getattr(r, name).dtype
+        assert rec.gold_texts == r.gold_texts and rec.evidence_span == r.evidence_span
+        assert rec.start_prob == r.start_prob and rec.end_prob == r.end_prob and rec.pred_text == r.pred_text
+        if r.token_type_ids is None:
+            assert rec.token_type_ids is None
+        else:
+            np.testing.assert_array_equal(rec.token_type_ids, r.token_type_ids)
+    assert store.nbest_probabilities(tmp_path) == {r.example_id: r.nbest_probability for r in results}
+    hidden = store.load_hidden(tmp_path)
+    assert list(hidden) == ["ex-0"] and hidden["ex-0"].dtype == np.float16
+    np.testing.assert_array_equal(hidden["ex-0"], results[0].hidden)
+    assert store.finished_ids(tmp_path) == {"ex-0", "ex-1", "ex-2"}
+
+
+def test_ranks_and_resumes_merge_in_dev_order_without_duplicates(tmp_path):
+    # DDP: rank 0 holds even positions, rank 1 odd ones; a resumed run re-scored position 3 in a later shard.
+    write(tmp_path, [make_result(0), make_result(2), make_result(4)], rank=0)
+    write(tmp_path, [make_result(1), make_result(3)], rank=1)
+    write(tmp_path, [make_result(3, seed=99), make_result(5)], rank=0, batch_idx=1)
+    records = list(store.iter_records(tmp_path))
+    assert [r.example_id for r in records] == [f"ex-{i}" for i in range(6)]
+    np.testing.assert_array_equal(records[3].importance, make_result(3).importance)  # the first shard's copy
+
+
+def test_records_stream_shard_by_shard(tmp_path, monkeypatch):
+    for b in range(5):
+        write(tmp_path, [make_result(2 * b), make_result(2 * b + 1)], batch_idx=b)
+    loads = []
+    original = store._load_tensors
+    monkeypatch.setattr(store, "_load_tensors", lambda *a: loads.append(a[0]) or original(*a))
+    stream = store.iter_records(tmp_path)
+    next(stream)
+    assert len(loads) == 1  # one shard read to yield the first record
+    assert sum(1 for _ in stream) == 9 and len(loads) == 5
+
+
+def test_a_shard_is_absent_until_its_sidecar_is_written(tmp_path, monkeypatch):
+    import callbacks.ig_writer as ig_writer
+
+    original = ig_writer._write_atomic
+
+    def crash_on_sidecar(path, data):
+        if path.suffix == ".json":
+            raise KeyboardInterrupt  # killed between the tensor file and the sidecar
+        original(path, data)
+
+    monkeypatch.setattr(ig_writer, "_write_atomic", crash_on_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        write(tmp_path, [make_result(0)])
+    assert store.finished_ids(tmp_path) == set() and store.load(tmp_path) == {}
+
+
+def shard_files(out: Path) -> tuple[Path, Path]:
+    (sidecar,) = sorted((out / "scores").glob("*.json"))
+    return sidecar, sidecar.with_suffix(".safetensors")
+
+
+@pytest.mark.parametrize("damage", ["truncate_tensors", "flip_byte", "truncate_sidecar", "bad_schema"])
+def test_a_corrupt_shard_is_one_clear_error_naming_the_file(tmp_path, damage):
+    write(tmp_path, [make_result(0), make_result(1)])
+    sidecar, tensors = shard_files(tmp_path)
+    if damage == "truncate_tensors":
+        tensors.write_bytes(tensors.read_bytes()[:-10])
+    elif damage == "flip_byte":
+        data = bytearray(tensors.read_bytes())
+        data[-1] ^= 0xFF
+        tensors.write_bytes(bytes(data))
+    elif damage == "truncate_sidecar":
+        sidecar.write_bytes(sidecar.read_bytes()[:50])
+    else:
+        meta = json.loads(sidecar.read_text())
+        meta["schema"] = 99
+        sidecar.write_text(json.dumps(meta))
+    with pytest.raises(UserError) as err:
+        store.load(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "corrupt IG shard" in message
+    assert (tensors.name if damage in ("truncate_tensors", "flip_byte") else sidecar.name) in message
+
+
+class _Trap:
+    """Unpickling this would create a file: proof that nothing was unpickled."""
+
+    def __init__(self, flag: Path):
+        self.flag = flag
+
+    def __reduce__(self):
+        return (Path.touch, (self.flag,))
+
+
+def test_pickle_content_is_refused_and_never_unpickled(tmp_path):
+    write(tmp_path, [make_result(0)])
+    sidecar, tensors = shard_files(tmp_path)
+    flag = tmp_path / "unpickled"
+    payload = pickle.dumps({"0.importance": _Trap(flag)})
+    tensors.write_bytes(payload)
+    meta = json.loads(sidecar.read_text())  # a matching checksum: only the format check can refuse it
+    meta["tensors"]["scores"].update(bytes=len(payload), sha256=store.sha256_bytes(payload))
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="not a safetensors file"):
+        store.load(tmp_path)
+    # A pickled sidecar, and pickle/npy files beside the shards, are refused or ignored, never loaded.
+    (tmp_path / "scores" / "00000009-r00.json").write_bytes(pickle.dumps(_Trap(flag)))
+    (tmp_path / "scores" / "extra.pkl").write_bytes(pickle.dumps(_Trap(flag)))
+    with pytest.raises(UserError, match="00000009-r00.json"):
+        store.finished_ids(tmp_path)
+    os.remove(tmp_path / "scores" / "00000009-r00.json")
+    with pytest.raises(UserError):
+        store.load(tmp_path)
+    assert not flag.exists()
+
+
+def test_wrong_array_shape_or_type_is_corruption(tmp_path):
+    from safetensors.numpy import load, save
+
+    write(tmp_path, [make_result(0)])
+    sidecar, tensors = shard_files(tmp_path)
+    arrays = load(tensors.read_bytes())
+    arrays["0.importance"] = arrays["0.importance"].astype(np.float64)
+    data = save(arrays)
+    tensors.write_bytes(data)
+    meta = json.loads(sidecar.read_text())
+    meta["tensors"]["scores"].update(bytes=len(data), sha256=store.sha256_bytes(data))
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="0.importance"):
+        store.load(tmp_path)
+
+
+def test_manifest_conflicts_name_the_differing_keys(tmp_path):
+    old = {"schema": 1, "ig": {"steps": 50, "method": "gausslegendre", "layers": ["embeddings"]},
+           "data": {"num_examples": 10}}
+    new = {"schema": 1, "ig": {"steps": 20, "method": "gausslegendre", "layers": ["embeddings", "layer_01"]},
+           "data": {"num_examples": 10}, "hidden": {"examples": 3}}
+    assert store.manifest_conflicts(old, new) == ["hidden", "ig.layers", "ig.steps"]
+    assert store.manifest_conflicts(old, old) == []
+    assert store.read_manifest(tmp_path) is None
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(UserError, match="manifest"):
+        store.read_manifest(tmp_path)

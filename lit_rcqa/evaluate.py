@@ -26,6 +26,7 @@ def score(examples: Sequence[Any], predictions: dict[str, str], *, duorc: bool =
     questions with gold answers (HasAns) and without (NoAns, scored against "")."""
     from lit_rcqa.evaluation.metrics import exact_match_score, f1_score, max_over_golds
 
+    version_2 = duorc or any(ex.is_impossible for ex in examples)  # evaluate-v2.0.py's empty-answer F1 rule
     sums = {"HasAns_": [0.0, 0.0, 0], "NoAns_": [0.0, 0.0, 0]}  # exact, f1, total
     missing = 0
     for ex in examples:
@@ -39,7 +40,7 @@ def score(examples: Sequence[Any], predictions: dict[str, str], *, duorc: bool =
         if duorc and answer.strip() == DUORC_NO_ANSWER:
             answer = ""
         acc[0] += max_over_golds(exact_match_score, answer, golds)
-        acc[1] += max_over_golds(f1_score, answer, golds)
+        acc[1] += max_over_golds(lambda p, g: f1_score(p, g, version_2=version_2), answer, golds)
 
     def block(prefix: str, exact: float, f1: float, total: int) -> dict[str, Any]:
         exact_key = f"{prefix}exact" if prefix else "exact_match"

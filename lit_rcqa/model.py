@@ -75,7 +75,7 @@ class QAModule(LightningModule):
         self.save_hyperparameters()
         torch.manual_seed(seed_qa_head)
         self.model = load_qa_model(model_name_or_path).train()  # from_pretrained returns eval mode: dropout off
-        self.val_metrics = SquadMetrics()
+        self.val_metrics = SquadMetrics(version_2=version_2_with_negative)
         self.val_loss = MeanMetric()
         self.val_f1_best = MaxMetric()
         self._val_outputs: list[tuple[int, torch.Tensor, torch.Tensor]] = []

@@ -37,11 +37,15 @@ def exact_match_score(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def f1_score(prediction: str, gold: str) -> float:
-    """Token-level F1 of the normalised answers; when either is empty (v2 no-answer), F1 = EM."""
+def f1_score(prediction: str, gold: str, *, version_2: bool = False) -> float:
+    """Token-level F1 of the normalised answers.
+
+    The two official scripts differ only when a side normalises to nothing (e.g. the gold "."):
+    evaluate-v1.1.py gives 0 (no overlap), evaluate-v2.0.py gives F1 = EM (no-answer handling).
+    """
     pred_tokens = normalize_answer(prediction).split()
     gold_tokens = normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:
+    if version_2 and (not pred_tokens or not gold_tokens):
         return float(pred_tokens == gold_tokens)
     num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if num_same == 0:
@@ -66,12 +70,19 @@ class _SquadMetric(Metric):
     is_differentiable = False
     higher_is_better = True
 
+    def __init__(self, version_2: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.version_2 = version_2  # which official script's F1 rule for empty answers (see f1_score)
+
+    def _f1(self, prediction: str, gold: str) -> float:
+        return f1_score(prediction, gold, version_2=self.version_2)
+
 
 class SquadExactMatch(_SquadMetric):
     """Percent of examples whose prediction equals a gold answer after normalisation."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, version_2: bool = False, **kwargs):
+        super().__init__(version_2, **kwargs)
         self.add_state("correct", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
@@ -87,14 +98,14 @@ class SquadExactMatch(_SquadMetric):
 class SquadF1(_SquadMetric):
     """Mean over examples of the best token F1 against the gold answers, in percent."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, version_2: bool = False, **kwargs):
+        super().__init__(version_2, **kwargs)
         self.add_state("f1_fixed", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, preds: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
         _check_inputs(preds, golds)
-        self.f1_fixed += sum(_fixed(max_over_golds(f1_score, p, g)) for p, g in zip(preds, golds))
+        self.f1_fixed += sum(_fixed(max_over_golds(self._f1, p, g)) for p, g in zip(preds, golds))
         self.total += len(preds)
 
     def compute(self) -> torch.Tensor:
@@ -107,8 +118,8 @@ class SquadMetrics(_SquadMetric):
 
     _GROUPS = ("has_ans", "no_ans")
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, version_2: bool = False, **kwargs):
+        super().__init__(version_2, **kwargs)
         for group in self._GROUPS:  # overall numbers are the sums of the two groups
             self.add_state(f"{group}_exact", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{group}_f1_fixed", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
@@ -120,7 +131,7 @@ class SquadMetrics(_SquadMetric):
         for pred, gold in zip(preds, golds):
             acc = sums["has_ans" if gold else "no_ans"]
             acc[0] += max_over_golds(exact_match_score, pred, gold)
-            acc[1] += _fixed(max_over_golds(f1_score, pred, gold))
+            acc[1] += _fixed(max_over_golds(self._f1, pred, gold))
             acc[2] += 1
         for group, (exact, f1_fixed, total) in sums.items():
             setattr(self, f"{group}_exact", getattr(self, f"{group}_exact") + exact)

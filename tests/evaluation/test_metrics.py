@@ -62,6 +62,26 @@ def _ref_v2(golds_by_id, preds):
     return out
 
 
+def _ref_v1_f1(prediction, ground_truth):
+    """evaluate-v1.1.py's f1_score: no overlap gives 0, even when both sides normalise to nothing."""
+    prediction_tokens = _ref_normalize(prediction).split()
+    ground_truth_tokens = _ref_normalize(ground_truth).split()
+    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def _ref_v1(golds, preds):
+    """evaluate-v1.1.py's evaluate(): max over golds, mean over questions, in percent."""
+    exact = sum(max(float(_ref_normalize(p) == _ref_normalize(g)) for g in gs) for p, gs in zip(preds, golds))
+    f1 = sum(max(_ref_v1_f1(p, g) for g in gs) for p, gs in zip(preds, golds))
+    return {"exact_match": 100.0 * exact / len(preds), "f1": 100.0 * f1 / len(preds)}
+
+
 # ---- prediction sets -------------------------------------------------------------------------------
 def _prediction_sets(examples, seed=0):
     rng = random.Random(seed)
@@ -120,15 +140,23 @@ def test_v1_matches_torchmetrics_squad_on_full_dev(dev_v1, float64_default):
     target = [{"id": ex.id, "answers": {"text": g, "answer_start": [a.answer_start for a in ex.answers]}}
               for ex, g in zip(dev_v1, golds)]
     for name, preds in _prediction_sets(dev_v1).items():
-        reference = squad([{"id": ex.id, "prediction_text": p} for ex, p in zip(dev_v1, preds)], target)
+        official = _ref_v1(golds, preds)
         ours = SquadMetrics()
         ours.update(preds, golds)
         got = ours.compute()
         em, f1 = SquadExactMatch(), SquadF1()
         em.update(preds, golds)
         f1.update(preds, golds)
-        assert float(got["exact_match"]) == pytest.approx(float(reference["exact_match"]), abs=1e-9), name
-        assert float(got["f1"]) == pytest.approx(float(reference["f1"]), abs=1e-9), name
+        assert float(got["exact_match"]) == pytest.approx(official["exact_match"], abs=1e-9), name
+        assert float(got["f1"]) == pytest.approx(official["f1"], abs=1e-9), name
+        # torchmetrics scores empty answers with the v2 rule (F1 = EM), so it equals our version_2 mode;
+        # the two differ only on the three dev questions whose gold answer is ".".
+        reference = squad([{"id": ex.id, "prediction_text": p} for ex, p in zip(dev_v1, preds)], target)
+        tm_mode = SquadMetrics(version_2=True)
+        tm_mode.update(preds, golds)
+        tm_got = tm_mode.compute()
+        assert float(tm_got["exact_match"]) == pytest.approx(float(reference["exact_match"]), abs=1e-9), name
+        assert float(tm_got["f1"]) == pytest.approx(float(reference["f1"]), abs=1e-9), name
         assert float(em.compute()) == float(got["exact_match"]) and float(f1.compute()) == float(got["f1"])
         assert int(got["total"]) == 10570 and "NoAns_total" not in got
 
@@ -137,7 +165,7 @@ def test_v2_matches_official_definition_on_v2_subset(dev_v2):
     golds_by_id = {ex.id: [a.text for a in ex.answers] for ex in dev_v2}
     assert sum(1 for g in golds_by_id.values() if not g) == 910
     for name, preds in _prediction_sets(dev_v2, seed=1).items():
-        ours = SquadMetrics()
+        ours = SquadMetrics(version_2=True)
         ours.update(preds, list(golds_by_id.values()))
         got = {k: float(v) for k, v in ours.compute().items()}
         reference = _ref_v2(golds_by_id, dict(zip(golds_by_id, preds)))
@@ -154,8 +182,9 @@ def test_normalisation_and_scores_by_hand():
     assert exact_match_score("the Broncos.", "Broncos") == 1.0
     assert f1_score("Denver Broncos", "the Broncos") == pytest.approx(2 * 0.5 * 1.0 / 1.5)
     assert f1_score("cat cat dog", "cat dog dog") == pytest.approx(2 / 3)  # multiset overlap
-    assert f1_score("", "") == 1.0 and f1_score("the", "a") == 1.0  # both empty after normalising
-    assert f1_score("", "Broncos") == 0.0 and f1_score("Broncos", "") == 0.0
+    assert f1_score("", "", version_2=True) == 1.0 and f1_score("the", "a", version_2=True) == 1.0  # both empty
+    assert f1_score("", "") == 0.0 and f1_score("", ".") == 0.0  # v1.1: no overlap is 0, even for empty golds
+    assert f1_score("", "Broncos") == 0.0 and f1_score("Broncos", "", version_2=True) == 0.0
     assert max_over_golds(exact_match_score, "", []) == 1.0  # unanswerable: gold is ""
     assert max_over_golds(f1_score, "Denver", ["Broncos", "Denver Broncos"]) == pytest.approx(2 / 3)
 

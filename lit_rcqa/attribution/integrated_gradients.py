@@ -11,8 +11,9 @@ where (ŝ, ê) is the model's own best span (or a given one) and (α_k, w_k) com
      m rows at a time in chunks of at most `max_batch_tokens` tokens; one autograd.grad per chunk;
   4. importance = ‖IG_ℓ‖₂ over d, signed = Σ_d IG_ℓ, completeness gap
      δ_ℓ = |Σ IG_ℓ − (F(h_ℓ) − F(b))| / |F(h_ℓ) − F(b)|.
-With `tolerance`, step 3 walks a refinement schedule (nested "romberg" by default: doubling the steps only
-evaluates the new points) until δ_ℓ ≤ tolerance or `max_steps`, and records the steps used per layer.
+With `tolerance`, step 3 walks a refinement schedule (`rules.refinement_schedule`; by default Gauss–Legendre
+with 5, 10, 20, … points) until δ_ℓ ≤ tolerance or `max_steps` gradient evaluations, and records the
+evaluations used per layer (a nested rule such as "romberg" only evaluates the new points of each level).
 
 Usage:  result = integrated_gradients(model, input_ids, token_type_ids=tt, layers="all", passage=(p0, p1))
 """
@@ -40,7 +41,8 @@ class IGSettings:
     method: str = DEFAULT_RULE       # integration rule, see rules.RULES
     target: str = "prob"             # "prob": F = p_start[ŝ] + p_end[ê]; "logit": start[ŝ] + end[ê]
     tolerance: float | None = None   # accuracy target on δ per layer; None = fixed `steps`
-    refine_method: str = "romberg"   # schedule used with a tolerance: a nested rule or any rule in RULES
+    refine_method: str = "gausslegendre"  # schedule with a tolerance: a rule in RULES (doubling) or nested
+                                          # "romberg"/"trapezoid" (see rules.py for why GL is the default)
     min_steps: int = 5               # first level of the schedule (tolerance mode)
     max_steps: int = 257             # cap on gradient evaluations per layer (tolerance mode)
     max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)

@@ -25,8 +25,13 @@ and keeps one gradient sum per generation of points ([n_generations, T, d], tiny
     has the same weight at every level, which is what makes the per-generation sums sufficient. Level k uses
     2^k + 1 points and is exact for polynomials of degree 2k + 1.
   - "trapezoid": the same nested points without extrapolation (level k = riemann_trapezoid with 2^k + 1 points).
-  - any rule name from RULES: not nested; level k evaluates a fresh rule with `start · 2^k` steps (kept so that
-    the accuracy target also works with Gauss–Legendre, at the price of re-evaluating every point).
+  - any rule name from RULES: not nested; level k evaluates a fresh rule with `start · 2^k` steps, re-evaluating
+    every point (at most 2x the work of knowing the final m in advance).
+Measured on the embedded MiniLM (seeded QA head, real SQuAD inputs), the IG integrand is not smooth enough for
+the nested family to pay off: at a 1 % target Romberg needed 129-257 points on layers 0-5, where Gauss-Legendre
+at m = 50 already gives a median gap of 2e-5 on layers 3-6; tanh-sinh and sin²/quintic-transformed trapezoid
+rules (nested too) were no better than Gauss-Legendre at equal points. Hence Gauss-Legendre doubling is the
+default schedule of the accuracy target, and the nested rules remain available.
 """
 
 from __future__ import annotations

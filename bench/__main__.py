@@ -148,6 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown bench(es): {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     size_name = "quick" if args.quick else "full"
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # model-loading reports and bars would bury the numbers
+    hf_logging.disable_progress_bar()
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.perf_counter()
     info = machine()

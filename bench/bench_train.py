@@ -2,6 +2,7 @@
 
     python -m bench.bench_train --quick     # 2 CPU cores, a few minutes: 10 steps x batch 16 per side per repeat
     python -m bench.bench_train --full      # a GPU: bf16 + TF32, 2,000 steps x batch 32, full dev set
+                                            # (3 sides x 3 runs: expect roughly 15-20 minutes on one H100)
     python -m bench.bench_train --steps 4 --repeats 1 --dev-questions 20 --train-questions 200   # a toy size
 
 Three sides, each training a fresh copy of the same model (embedded MiniLM-L6-H384, QA head seeded)

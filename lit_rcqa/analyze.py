@@ -1,0 +1,208 @@
+"""`python analyze.py --layers all`: layer-wise IG over a training run's dev split, then every analysis.
+
+    python analyze.py --layers all                         # latest complete run in runs/, 200 dev questions
+    python analyze.py --run runs/NAME --layers 0,3,6 --num-examples 1000 --steps 50 --method gausslegendre
+    python analyze.py --skip-ig --analyses jsd,roles       # reuse the shards, rerun two analyses
+    python analyze.py --devices 2 --strategy ddp --accelerator cpu    # ranks write their own shards
+
+Outputs under `--out` (default `<run>/analysis`): manifest.json and scores/ (the IG shards, read with
+`lit_rcqa.attribution.store`), figures/, tables/, report.html, analyze_config.yaml (this command's
+resolved settings) and the tracker's files. Re-running the same command resumes an interrupted IG run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import typing
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+
+from lit_rcqa import runs, tracking
+from lit_rcqa.errors import UserError
+
+LoggerKind = Literal["wandb", "csv", "tensorboard", "none"]
+
+
+def _opt(default: Any, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Every flag of analyze.py (`--num-examples` is field `num_examples`); types are checked when parsing."""
+
+    run: Optional[str] = _opt(None, "training run folder (default: the latest complete run in --runs-root)")
+    runs_root: str = _opt("runs", "where to look for the latest complete run")
+    out: Optional[str] = _opt(None, "output folder (default: <run>/analysis)")
+    layers: str = _opt("all", "'all', indices like '0,6,12' (0 = embeddings) or names like 'embeddings,layer_06'")
+    num_examples: Optional[int] = _opt(200, "first N dev questions (null: all)")
+    steps: int = _opt(50, "integration steps m per layer (at least 2)")
+    method: str = _opt("gausslegendre", "integration rule: gausslegendre, riemann_left/right/middle/trapezoid, seed")
+    tolerance: Optional[float] = _opt(None, "accuracy target on the completeness gap per layer (refines steps)")
+    max_steps: int = _opt(257, "cap on gradient evaluations per layer with --tolerance")
+    target: Literal["prob", "logit"] = _opt("prob", "explain p_start + p_end, or the two logits")
+    explain: Literal["predicted", "gold"] = _opt("predicted", "explain the model's answer (paper) or the gold one")
+    baseline: Literal["zero", "mean"] = _opt("zero", "IG baseline: zeros, or the mean hidden state over the tokens")
+    batch_size: int = _opt(4, "examples per prediction batch (= per shard)")
+    max_batch_tokens: int = _opt(16384, "interpolation rows x tokens per forward/backward chunk (memory)")
+    hidden_examples: int = _opt(200, "store hidden states of the first N examples (t-SNE)")
+    hidden_dtype: Literal["float16", "float32"] = _opt("float16", "dtype of the stored hidden states")
+    accelerator: str = _opt("cpu", "Lightning accelerator (the IG core runs on CPU tensors)")
+    devices: Union[int, str] = _opt(1, "Lightning devices, e.g. 2 with --strategy ddp")
+    strategy: str = _opt("auto", "Lightning strategy, e.g. ddp")
+    skip_ig: bool = _opt(False, "reuse the existing shards in --out; run only the analyses")
+    analyses: str = _opt("all", "comma-separated: jsd,roles,quantifiers,tsne,flips,evidence,html; 'all' or 'none'")
+    max_analysis_examples: Optional[int] = _opt(1000, "analyse at most this many records (null: all)")
+    logger: LoggerKind = _opt("wandb", "tracker: wandb (offline unless configured), csv, tensorboard, none")
+    wandb_project: str = _opt("lit_rcqa", "W&B project")
+    progress: bool = _opt(True, "progress bars (--no-progress to hide them)")
+
+
+def build_parser():
+    from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+    parser = ArgumentParser(prog="analyze.py", description=__doc__.split("\n\n")[0], exit_on_error=False,
+                            default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these settings")
+    types = typing.get_type_hints(AnalyzeConfig)  # the annotations are strings (postponed evaluation)
+    for f in dataclasses.fields(AnalyzeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if types[f.name] is bool:  # a switch: --skip-ig / --no-skip-ig
+            parser.add_argument(flag, action=ActionYesNo(no_prefix="no-"), default=f.default, help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=types[f.name], default=f.default, help=f.metadata["help"])
+    return parser
+
+
+def parse_args(argv: list[str]) -> AnalyzeConfig:
+    import argparse
+
+    parser = build_parser()
+    try:
+        namespace = parser.parse_args(argv)
+    except argparse.ArgumentError as err:
+        text = " ".join(str(err).split())  # jsonargparse spreads one message over several lines
+        raise UserError(text) from None
+    values = namespace.as_dict()
+    return AnalyzeConfig(**{f.name: values[f.name] for f in dataclasses.fields(AnalyzeConfig)})
+
+
+def _analyses(spec: str) -> list[str]:
+    from lit_rcqa.analysis.pipeline import ALL_ANALYSES
+
+    text = spec.strip().lower()
+    if text == "all":
+        return list(ALL_ANALYSES)
+    if text in ("none", ""):
+        return []
+    chosen = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in ALL_ANALYSES]
+    if unknown:
+        raise UserError(f"unknown analyses {unknown} in --analyses; choose from {', '.join(ALL_ANALYSES)}, all, none")
+    return chosen
+
+
+def run_analyze(cfg: AnalyzeConfig) -> int:
+    """IG (unless --skip-ig), then the analyses on rank 0. Every mistake is a UserError before files are written."""
+    from lit_rcqa.attribution import store
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+    from lit_rcqa.attribution.run import IGOptions, load_model, open_run, run_ig
+
+    # 1. validate everything cheap first
+    settings = IGSettings(steps=cfg.steps, method=cfg.method, target=cfg.target, tolerance=cfg.tolerance,
+                          max_steps=cfg.max_steps, max_batch_tokens=cfg.max_batch_tokens)
+    for name in ("num_examples", "batch_size", "max_analysis_examples"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    chosen = _analyses(cfg.analyses)
+    run = open_run(cfg.run if cfg.run else runs.latest_complete_run(cfg.runs_root))
+    out = Path(cfg.out) if cfg.out else run.run_dir / "analysis"
+    model = load_model(run)
+    # 2. IG into shards (every rank), or reuse them
+    if cfg.skip_ig:
+        if store.read_manifest(out) is None:
+            raise UserError(f"no IG results in {out}: run without --skip-ig first (or pass the right --out)")
+        ig = None
+    else:
+        options = IGOptions(layers=cfg.layers, num_examples=cfg.num_examples, explain=cfg.explain,
+                            baseline=cfg.baseline, hidden_examples=cfg.hidden_examples, hidden_dtype=cfg.hidden_dtype,
+                            batch_size=cfg.batch_size, accelerator=cfg.accelerator, devices=cfg.devices,
+                            strategy=cfg.strategy, progress=cfg.progress)
+        ig = run_ig(run, out, settings, options, model=model)
+        if not ig.is_global_zero:
+            return 0
+    build_parser().save(dataclasses.asdict(cfg), str(out / "analyze_config.yaml"), overwrite=True)
+    # 3. analyses and report (rank 0)
+    summary: dict[str, Any] = {}
+    if chosen:
+        summary = _run_analyses(cfg, run, out, model, chosen, ig)
+    _print_summary(out, ig, summary, chosen)
+    return 0
+
+
+def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], ig) -> dict:
+    from lit_rcqa.analysis.pipeline import run_analyses
+    from lit_rcqa.attribution import store
+
+    manifest = store.read_manifest(out) or {}
+    ig_info = manifest.get("ig", {})
+    run_info = {"training run": str(run.run_dir), "model": manifest.get("model", {}).get("path", ""),
+                "data": {k: v for k, v in manifest.get("data", {}).items() if k != "dev_sha256"},
+                "IG": f"{ig_info.get('method')}, m = {ig_info.get('steps')}, target {ig_info.get('target')}, "
+                      f"baseline {ig_info.get('baseline')}, tolerance {ig_info.get('tolerance')}",
+                "explained span": ig_info.get("explain", ""),
+                "explained window": "the window (feature) holding the explained answer, by the run's post-processing"}
+    if ig is not None and ig.n_computed:
+        run_info["IG speed"] = f"{ig.n_computed / max(ig.seconds, 1e-9):.2f} examples/s ({ig.n_computed} examples)"
+    logger = tracking.build_logger(cfg.logger, out, f"{run.name}-analysis", cfg.wandb_project)
+    if logger is not None:
+        logger.log_hyperparams(dataclasses.asdict(cfg))
+    try:
+        return run_analyses(lambda: store.iter_records(out), out, analyses=chosen, hidden=store.load_hidden(out),
+                            model=model, nbest_probability=store.nbest_probabilities(out),
+                            max_examples=cfg.max_analysis_examples, run_info=run_info, logger=logger,
+                            progress=cfg.progress)
+    finally:
+        tracking.finish(logger)
+
+
+def _print_summary(out: Path, ig, summary: dict, chosen: list[str]) -> None:
+    from lit_rcqa.attribution import store
+
+    lines = []
+    if ig is not None:
+        rate = f", {ig.n_computed / ig.seconds:.2f} examples/s" if ig.n_computed and ig.seconds else ""
+        lines.append(f"IG: {ig.n_examples} examples ({ig.n_computed} computed now{rate})")
+    medians = (summary.get("completeness") or {}).get("median")
+    if medians is None:  # no analyses ran: read δ from the shards
+        deltas = [(r.layers, r.delta) for r in store.iter_records(out)]
+        if deltas:
+            medians = dict(zip(deltas[0][0], np.nanmedian(np.stack([d for _, d in deltas]), axis=0).tolist()))
+    if medians:
+        lines.append("median completeness gap δ per layer: "
+                     + ", ".join(f"{k} {v:.2e}" for k, v in medians.items() if v is not None))
+    lines.append(f"shards: {out / store.SCORES_DIR}")
+    if chosen:
+        lines.append(f"report: {out / 'report.html'}")
+    print("\n".join("  " + ln for ln in lines), flush=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")  # examples are scored in the main process
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning's own deprecation notice
+    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import: quiet them afterwards)
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    try:
+        return run_analyze(parse_args(list(sys.argv[1:] if argv is None else argv)))
+    except UserError as err:
+        print(f"analyze.py: error: {err}", file=sys.stderr)
+        return 2

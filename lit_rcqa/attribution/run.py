@@ -1,0 +1,262 @@
+"""Layer-wise IG over a finished training run's dev split, streamed to shards: `run_ig(...)`.
+
+Steps: (1) open the run (`runs/<name>/`: config.yaml, model/, run.json complete); (2) rebuild its dev split
+with the run's own data settings (QADataModule), first `num_examples` questions; (3) check or write
+`<out>/manifest.json` (model fingerprint, data, IG settings; a different resume is refused); (4) skip the
+examples already in complete shards; (5) `Trainer(inference_mode=False).predict` with `AttributionSystem`
+and `IGShardWriter`, `return_predictions=False` (memory stays flat). Under DDP every rank takes whole
+examples (example k of the remaining ones goes to rank k mod world size) and writes its own shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from lightning.pytorch import LightningDataModule, Trainer
+from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
+
+from lit_rcqa import runs
+from lit_rcqa.attribution import store
+from lit_rcqa.attribution.integrated_gradients import IGSettings
+from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
+from lit_rcqa.attribution.record import layer_name
+from lit_rcqa.attribution.system import (AttributionSystem, BaselineKind, Explain, ExampleItem,
+                                         PostprocessSettings)
+from lit_rcqa.data.datamodule import EvalSplit, ExampleShardSampler, QADataModule
+from lit_rcqa.errors import UserError
+
+NOT_COMPARED = ("model.path",)  # informational: a moved run folder is still the same model
+
+
+@dataclass
+class TrainedRun:
+    """A complete training run folder and its resolved config.yaml."""
+
+    run_dir: Path
+    config: dict[str, Any]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / "model"
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.resolve().name
+
+    def postprocess(self) -> PostprocessSettings:
+        m = self.config.get("model") or {}
+        return PostprocessSettings(n_best=int(m.get("n_best", 20)), max_answer_length=int(m.get("max_answer_length", 30)),
+                                   version_2=bool(m.get("version_2_with_negative", False)),
+                                   null_threshold=float(m.get("null_threshold", 0.0)))
+
+    def data_module(self, num_examples: Optional[int]) -> QADataModule:
+        """The run's QADataModule with the run's data settings, the saved tokenizer, the first N dev questions."""
+        accepted = set(inspect.signature(QADataModule.__init__).parameters) - {"self"}
+        kwargs = {k: v for k, v in (self.config.get("data") or {}).items() if k in accepted}
+        kwargs.update(tokenizer_name=str(self.model_dir), num_workers=0)
+        if num_examples is not None:
+            kwargs["max_eval_examples"] = min(num_examples, kwargs.get("max_eval_examples") or num_examples)
+        return QADataModule(**kwargs)
+
+
+def open_run(run_dir: str | Path) -> TrainedRun:
+    """A finished training run, or one clear error (missing, not complete, no model/, bad config.yaml)."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UserError(f"run not found: {path} (pass --run runs/NAME, a folder written by train.py)")
+    status = runs.read_status(path).get("status")
+    if status != "complete":
+        raise UserError(f"run {path} is not complete (status: {status or 'no run.json'}); wait for it to finish "
+                        "or pass another --run")
+    if not (path / "model" / "config.json").is_file():
+        raise UserError(f"run {path} has no saved model ({path / 'model'}); it was not a fit run")
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"run {path}: cannot read config.yaml ({type(err).__name__})") from None
+    return TrainedRun(path, config)
+
+
+def load_model(run: TrainedRun):
+    from lit_rcqa.model import load_qa_model
+
+    return load_qa_model(str(run.model_dir))
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """SHA-256 over the weight files of a saved HF model (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin"))
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Optional[str]) -> Optional[str]:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IGOptions:
+    """What to explain and how the prediction loop runs (only the first block changes results)."""
+
+    layers: str = "all"                 # 'all', '0,6,12' or names like 'embeddings,layer_06'
+    num_examples: Optional[int] = 200   # first N dev questions; None: all
+    explain: Explain = "predicted"      # the model's own answer (paper) or the gold answer
+    baseline: BaselineKind = "zero"     # b = 0, or the mean hidden state over the tokens
+    hidden_examples: int = 200          # keep h_ℓ of the first N examples (t-SNE)
+    hidden_dtype: str = "float16"
+    batch_size: int = 4                 # examples per prediction batch = per shard
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class IGRun:
+    """What `run_ig` did, for the caller's summary."""
+
+    is_global_zero: bool
+    n_examples: int          # examples in the requested dev subset
+    n_computed: int          # examples scored by this call (0 when everything was already on disk)
+    seconds: float
+    layers: list[str] = field(default_factory=list)
+
+
+def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: list[int], settings: IGSettings,
+                   options: IGOptions) -> dict[str, Any]:
+    hp = dm.hparams
+    if hp.hf_dataset:
+        source: dict[str, Any] = {"hf_dataset": hp.hf_dataset}
+    elif dm.dev_path:
+        source = {"dev_file": str(Path(dm.dev_path).resolve()), "dev_sha256": _file_sha256(dm.dev_path)}
+    else:
+        source = {"synthetic_train_size": hp.synthetic_train_size, "synthetic_dev_size": hp.synthetic_dev_size,
+                  "synthetic_seed": hp.synthetic_seed}
+    return {
+        "schema": store.SCHEMA_VERSION,
+        "model": {"path": str(run.model_dir.resolve()), "fingerprint": weights_fingerprint(run.model_dir)},
+        "data": {**source, "max_seq_length": hp.max_seq_length, "doc_stride": hp.doc_stride,
+                 "max_query_length": hp.max_query_length, "num_examples": len(split.examples)},
+        "postprocess": vars(run.postprocess()),
+        "ig": {"layers": [layer_name(i) for i in layers], "steps": settings.steps, "method": settings.method,
+               "target": settings.target, "baseline": options.baseline, "tolerance": settings.tolerance,
+               "max_steps": settings.max_steps, "min_steps": settings.min_steps,
+               "refine_method": settings.refine_method, "max_answer_length": settings.max_answer_length,
+               "explain": options.explain},
+        "hidden": {"examples": options.hidden_examples, "dtype": options.hidden_dtype},
+    }
+
+
+def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The stored manifest if it matches `manifest`; a clear error naming the differing keys otherwise."""
+    old = store.read_manifest(out_dir)
+    if old is not None:
+        diff = [k for k in store.manifest_conflicts(old, manifest) if k not in NOT_COMPARED]
+        if diff:
+            raise UserError(f"{out_dir} holds IG results made with different settings ({', '.join(diff)}); "
+                            "pass another --out, or delete that folder to start over")
+    return old
+
+
+class _ExampleItems(Dataset):
+    """Item k = the example at dev position positions[k] with all its windows."""
+
+    def __init__(self, split: EvalSplit, positions: list[int]):
+        self.split, self.positions = split, positions
+        self.windows: dict[int, list[int]] = defaultdict(list)
+        for f, e in enumerate(split.features.example_index):
+            self.windows[e].append(f)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> ExampleItem:
+        position = self.positions[k]
+        examples, features = self.split.select(self.windows[position])
+        return ExampleItem(position, examples[0], features)
+
+
+class _IGData(LightningDataModule):
+    """Whole examples per rank (no duplicates), batches are lists of `ExampleItem`."""
+
+    def __init__(self, items: _ExampleItems, batch_size: int):
+        super().__init__()
+        self.items, self.batch_size = items, batch_size
+
+    @override
+    def predict_dataloader(self) -> DataLoader:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = ExampleShardSampler(list(range(len(self.items))), rank=rank, world_size=world)
+        return DataLoader(self.items, batch_size=self.batch_size, sampler=sampler, collate_fn=list)
+
+
+def _is_launcher() -> bool:
+    """True in the process that starts the run (DDP children re-run the script with LOCAL_RANK > 0)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: IGOptions = IGOptions(),
+           model=None) -> IGRun:
+    """Score the run's first `num_examples` dev questions with layer-wise IG into `<out_dir>/scores/`."""
+    from callbacks.ig_writer import IGShardWriter
+    from callbacks.progress import ExampleProgress
+
+    out_dir = Path(out_dir)
+    # 1-2. model, layers (validated before anything is written), dev subset
+    model = load_model(run) if model is None else model
+    layers = parse_layers(options.layers, EncoderAdapter(model).num_layers)  # also refuses unsupported families
+    dm = run.data_module(options.num_examples)
+    dm.setup("validate")
+    split = dm.eval_split()
+    # 3. manifest: refuse a resume with other settings
+    manifest = build_manifest(run, dm, split, layers, settings, options)
+    old = check_manifest(out_dir, manifest)
+    if _is_launcher():
+        (out_dir / store.SCORES_DIR).mkdir(parents=True, exist_ok=True)
+        if old is None:
+            runs.write_json_atomic(out_dir / store.MANIFEST, manifest)
+        for stale in (out_dir / store.SCORES_DIR).glob(".*.tmp-*"):  # left by a killed run
+            stale.unlink(missing_ok=True)
+    # 4. resume: skip finished examples
+    done = store.finished_ids(out_dir)
+    todo = [p for p, ex in enumerate(split.examples) if ex.id not in done]
+    names = [layer_name(i) for i in layers]
+    if not todo:
+        return IGRun(_is_launcher(), len(split.examples), 0, 0.0, names)
+    # 5. the prediction loop
+    system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), explain=options.explain,
+                               baseline=options.baseline, hidden_examples=options.hidden_examples,
+                               hidden_dtype=options.hidden_dtype)
+    callbacks = [IGShardWriter(out_dir)] + ([ExampleProgress(len(todo))] if options.progress else [])
+    trainer = Trainer(accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
+                      inference_mode=False, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                      enable_progress_bar=False, use_distributed_sampler=False, default_root_dir=str(out_dir),
+                      callbacks=callbacks)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # The system, not the datamodule, says how its batches (python objects) move: that is intended.
+        warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
+        trainer.predict(system, datamodule=_IGData(_ExampleItems(split, todo), options.batch_size),
+                        return_predictions=False)
+    seconds = time.perf_counter() - started
+    if trainer.is_global_zero:
+        missing = {ex.id for ex in split.examples} - store.finished_ids(out_dir)
+        if missing:
+            raise UserError(f"{len(missing)} examples have no IG shard in {out_dir / store.SCORES_DIR} after the run; "
+                            "re-run the same command to compute them")
+    return IGRun(trainer.is_global_zero, len(split.examples), len(todo), seconds, names)

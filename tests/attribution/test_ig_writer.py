@@ -1,0 +1,127 @@
+"""The IG prediction loop end to end in-process: stored scores equal a direct `integrated_gradients` call on
+the window the run's post-processing picks; hidden states; files on disk; resume skips finished examples."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lit_rcqa.attribution import store
+from lit_rcqa.attribution.integrated_gradients import IGSettings, integrated_gradients
+from lit_rcqa.attribution.layers import EncoderAdapter
+from lit_rcqa.attribution.run import IGOptions, load_model, open_run, run_ig
+from lit_rcqa.data.features import FeatureConfig, build_features
+from lit_rcqa.data.synthetic import make_synthetic_splits
+from lit_rcqa.evaluation.postprocess import postprocess_predictions
+from tests.tiny_run import DATA, make_tiny_run
+
+N, HIDDEN = 6, 3
+SETTINGS = IGSettings(steps=20)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    torch.set_num_threads(1)
+    run = open_run(make_tiny_run(tmp_path_factory.mktemp("run") / "tiny"))
+    out = run.run_dir / "analysis"
+    info = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, batch_size=4,
+                                                 progress=False))
+    return run, out, info
+
+
+def reference_windows(run):
+    """Independently: the dev examples, their windows and the run's post-processing over all windows."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(run.model_dir))
+    _, dev = make_synthetic_splits(DATA["synthetic_train_size"], DATA["synthetic_dev_size"],
+                                   seed=DATA["synthetic_seed"])
+    dev = dev[:N]
+    features = build_features(dev, tokenizer, FeatureConfig(DATA["max_seq_length"], DATA["doc_stride"],
+                                                            DATA["max_query_length"]), training=False)
+    model = load_model(run)
+    starts, ends = [], []
+    with torch.no_grad():
+        for f, ids in enumerate(features.input_ids):
+            out = model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([features.token_type_ids[f]]))
+            starts.append(out.start_logits[0].numpy())
+            ends.append(out.end_logits[0].numpy())
+    predictions, nbest = postprocess_predictions(dev, features, starts, ends, n_best=20, max_answer_length=30)
+    return tokenizer, dev, features, model, predictions, nbest
+
+
+def test_stored_scores_equal_a_direct_call_on_the_predicted_answers_window(scored):
+    run, out, info = scored
+    assert info.n_examples == N == info.n_computed and info.is_global_zero
+    tokenizer, dev, features, model, predictions, nbest = reference_windows(run)
+    records = store.load(out)
+    assert list(records) == [ex.id for ex in dev]  # dev order
+    windows = {e: [f for f, x in enumerate(features.example_index) if x == e] for e in range(N)}
+    # The choice of window is really exercised: several windows per example, answers outside the first.
+    assert max(len(w) for w in windows.values()) > 1 and \
+        any(nbest[ex.id][0].feature_index != windows[e][0] for e, ex in enumerate(dev))
+    for e, ex in enumerate(dev):
+        rec, best = records[ex.id], nbest[ex.id][0]
+        f = best.feature_index
+        ids = torch.tensor(features.input_ids[f])
+        types = torch.tensor(features.token_type_ids[f])
+        assert rec.tokens == tokenizer.convert_ids_to_tokens(features.input_ids[f])
+        assert (rec.pred_start, rec.pred_end) == (best.start_token, best.end_token)
+        assert rec.pred_text == predictions[ex.id] == ex.context[rec.offsets[rec.pred_start][0]:rec.offsets[rec.pred_end][1]]
+        direct = integrated_gradients(model, ids, token_type_ids=types, layers="all",
+                                      span=(best.start_token, best.end_token), settings=SETTINGS)
+        assert rec.layers == ["embeddings", "layer_01", "layer_02"]
+        for name in ("importance", "signed", "delta", "steps"):
+            np.testing.assert_allclose(getattr(rec, name), getattr(direct, name), rtol=1e-5, atol=1e-7,
+                                       err_msg=f"{ex.id} {name}")
+        assert rec.start_prob == pytest.approx(direct.start_prob) and rec.end_prob == pytest.approx(direct.end_prob)
+        assert rec.gold_texts == tuple(a.text for a in ex.answers) and rec.evidence_span == ex.evidence_span
+        np.testing.assert_array_equal(rec.input_ids, features.input_ids[f])
+        # The passage range and offsets are the window's context tokens.
+        context = [i for i, o in enumerate(features.offsets[f]) if o is not None]
+        assert (rec.passage_start, rec.passage_end) == (context[0], context[-1] + 1)
+        assert rec.tokens[rec.passage_start - 1] == "[SEP]" and rec.tokens[rec.passage_end] == "[SEP]"
+    assert store.nbest_probabilities(out) == pytest.approx({ex.id: nbest[ex.id][0].probability for ex in dev})
+
+
+def test_hidden_states_of_the_first_examples(scored):
+    run, out, _ = scored
+    hidden = store.load_hidden(out)
+    records = store.load(out)
+    first = list(records)[:HIDDEN]
+    assert list(hidden) == first
+    adapter = EncoderAdapter(load_model(run))
+    for ex_id in first:
+        rec = records[ex_id]
+        states = adapter.hidden_states(torch.tensor(rec.input_ids)[None], None,
+                                       torch.tensor(rec.token_type_ids)[None])
+        expected = torch.stack([s[0] for s in states]).detach().numpy()  # [3, T, 32]
+        assert hidden[ex_id].shape == expected.shape and hidden[ex_id].dtype == np.float16
+        np.testing.assert_allclose(hidden[ex_id].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_files_on_disk_are_shards_and_a_manifest(scored):
+    run, out, _ = scored
+    names = sorted(p.name for p in (out / "scores").iterdir())
+    assert names == ["00000000-r00.hidden.safetensors", "00000000-r00.json", "00000000-r00.safetensors",
+                     "00000004-r00.json", "00000004-r00.safetensors"]  # batch of 4, then 2; hidden only for 0-2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema"] == store.SCHEMA_VERSION
+    assert manifest["ig"]["layers"] == ["embeddings", "layer_01", "layer_02"] and manifest["ig"]["steps"] == 20
+    assert manifest["data"]["num_examples"] == N and manifest["data"]["synthetic_dev_size"] == 12
+    assert len(manifest["model"]["fingerprint"]) == 64
+
+
+def test_a_second_run_computes_nothing_and_more_examples_are_refused(scored):
+    from lit_rcqa.errors import UserError
+
+    run, out, _ = scored
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}
+    again = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, progress=False))
+    assert again.n_computed == 0 and again.n_examples == N
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "scores").iterdir()} == before
+    with pytest.raises(UserError, match="data.num_examples"):
+        run_ig(run, out, SETTINGS, IGOptions(num_examples=N + 1, hidden_examples=HIDDEN, progress=False))

@@ -39,7 +39,8 @@ def _example_meta(r: ExampleResult) -> dict[str, Any]:
             "pred_start": r.pred_start, "pred_end": r.pred_end, "pred_text": r.pred_text,
             "start_prob": r.start_prob, "end_prob": r.end_prob, "target_value": r.target_value,
             "nbest_probability": r.nbest_probability, "window": r.window, "explained": r.explained,
-            "gold_texts": list(r.gold_texts), "evidence_span": None if r.evidence_span is None else list(r.evidence_span),
+            "gold_texts": list(r.gold_texts),
+            "evidence_span": None if r.evidence_span is None else list(r.evidence_span),
             "hidden": r.hidden is not None}
 
 

@@ -138,7 +138,9 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
         ig = run_ig(run, out, settings, options, model=model)
         if not ig.is_global_zero:
             return 0
-    build_parser().save(dataclasses.asdict(cfg), str(out / "analyze_config.yaml"), overwrite=True)
+    resolved = dataclasses.replace(cfg, run=str(run.run_dir), out=str(out))
+    build_parser().save(dataclasses.asdict(resolved), str(out / "analyze_config.yaml"), overwrite=True,
+                        skip_none=False)
     # 3. analyses and report (rank 0)
     summary: dict[str, Any] = {}
     if chosen:

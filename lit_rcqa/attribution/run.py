@@ -55,7 +55,8 @@ class TrainedRun:
 
     def postprocess(self) -> PostprocessSettings:
         m = self.config.get("model") or {}
-        return PostprocessSettings(n_best=int(m.get("n_best", 20)), max_answer_length=int(m.get("max_answer_length", 30)),
+        return PostprocessSettings(n_best=int(m.get("n_best", 20)),
+                                   max_answer_length=int(m.get("max_answer_length", 30)),
                                    version_2=bool(m.get("version_2_with_negative", False)),
                                    null_threshold=float(m.get("null_threshold", 0.0)))
 

@@ -107,13 +107,16 @@ def _sidecars(out_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return [(p, _read_sidecar(p)) for p in paths]
 
 
-def _entries(out_dir: Path) -> list[tuple[int, str, Path, dict, int]]:
-    """(position, id, sidecar, meta, row) per stored example, duplicates dropped, in dev order."""
+def _entries(out_dir: Path) -> list[tuple[int, str, Path, int, bool]]:
+    """(position, id, sidecar, row, has hidden states) per stored example, duplicates dropped, in dev order.
+
+    Only this small index stays in memory; a shard's text fields are read again when its records are built.
+    """
     seen: dict[str, tuple] = {}
     for path, meta in _sidecars(out_dir):
         for row, ex in enumerate(meta["examples"]):
             if ex["id"] not in seen:  # the same example from a second shard (resume, DDP): keep the first
-                seen[ex["id"]] = (int(ex["position"]), ex["id"], path, meta, row)
+                seen[ex["id"]] = (int(ex["position"]), ex["id"], path, row, bool(ex.get("hidden")))
     return sorted(seen.values(), key=lambda e: (e[0], e[1]))
 
 
@@ -132,7 +135,11 @@ def finished_ids(out_dir: str | Path) -> set[str]:
 
 def nbest_probabilities(out_dir: str | Path) -> dict[str, float]:
     """The n-best probability of each example's predicted answer (the model's confidence), by id."""
-    return {e[1]: float(e[3]["examples"][e[4]].get("nbest_probability", float("nan"))) for e in _entries(Path(out_dir))}
+    probabilities = {}
+    for path, meta in _sidecars(Path(out_dir)):
+        for ex in meta["examples"]:
+            probabilities.setdefault(ex["id"], float(ex.get("nbest_probability", float("nan"))))
+    return probabilities
 
 
 # --- tensors ----------------------------------------------------------------------------------------
@@ -184,16 +191,17 @@ def _record(path: Path, ex: dict, row: int, arrays: dict[str, np.ndarray]) -> At
 
 def iter_records(out_dir: str | Path) -> Iterator[AttributionRecord]:
     """Every stored example once, in dev order, streaming: only a few decoded shards are held at a time."""
-    out_dir = Path(out_dir)
-    entries = _entries(out_dir)
-    ranks = {p.name.rsplit("-r", 1)[1] for _, _, p, _, _ in entries}
-    cache: OrderedDict[Path, dict[str, np.ndarray]] = OrderedDict()  # DDP interleaves ranks' shards by position
-    for _, _, path, meta, row in entries:
+    entries = _entries(Path(out_dir))
+    ranks = {path.name.rsplit("-r", 1)[1] for _, _, path, _, _ in entries}
+    cache: OrderedDict[Path, tuple[dict, dict[str, np.ndarray]]] = OrderedDict()  # DDP interleaves ranks' shards
+    for _, _, path, row, _ in entries:
         if path not in cache:
-            cache[path] = _load_tensors(path, meta, "scores")
+            meta = _read_sidecar(path)
+            cache[path] = (meta, _load_tensors(path, meta, "scores"))
             while len(cache) > 2 * max(1, len(ranks)):
                 cache.popitem(last=False)
-        yield _record(path, meta["examples"][row], row, cache[path])
+        meta, arrays = cache[path]
+        yield _record(path, meta["examples"][row], row, arrays)
 
 
 def load(out_dir: str | Path) -> dict[str, AttributionRecord]:
@@ -205,16 +213,13 @@ class HiddenStates(Mapping):
     """Lazy {example id: [n_layers, T, d] hidden states (float16 or float32)}: a shard's file is read on access."""
 
     def __init__(self, out_dir: Path):
-        self._where = {}
-        for _, ex_id, path, meta, row in _entries(out_dir):
-            if meta["examples"][row].get("hidden"):
-                self._where[ex_id] = (path, meta, row)
+        self._where = {ex_id: (path, row) for _, ex_id, path, row, hidden in _entries(out_dir) if hidden}
         self._cached: tuple[Path | None, dict] = (None, {})
 
     def __getitem__(self, example_id: str) -> np.ndarray:
-        path, meta, row = self._where[example_id]
+        path, row = self._where[example_id]
         if self._cached[0] != path:
-            self._cached = (path, _load_tensors(path, meta, "hidden"))
+            self._cached = (path, _load_tensors(path, _read_sidecar(path), "hidden"))
         value = self._cached[1].get(str(row))
         if value is None or value.ndim != 3:
             raise UserError(f"corrupt IG shard {path}: hidden states of {example_id!r} are missing or malformed")

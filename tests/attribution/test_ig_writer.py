@@ -70,7 +70,8 @@ def test_stored_scores_equal_a_direct_call_on_the_predicted_answers_window(score
         types = torch.tensor(features.token_type_ids[f])
         assert rec.tokens == tokenizer.convert_ids_to_tokens(features.input_ids[f])
         assert (rec.pred_start, rec.pred_end) == (best.start_token, best.end_token)
-        assert rec.pred_text == predictions[ex.id] == ex.context[rec.offsets[rec.pred_start][0]:rec.offsets[rec.pred_end][1]]
+        answer = ex.context[rec.offsets[rec.pred_start][0]:rec.offsets[rec.pred_end][1]]
+        assert rec.pred_text == predictions[ex.id] == answer
         direct = integrated_gradients(model, ids, token_type_ids=types, layers="all",
                                       span=(best.start_token, best.end_token), settings=SETTINGS)
         assert rec.layers == ["embeddings", "layer_01", "layer_02"]
@@ -125,3 +126,24 @@ def test_a_second_run_computes_nothing_and_more_examples_are_refused(scored):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "scores").iterdir()} == before
     with pytest.raises(UserError, match="data.num_examples"):
         run_ig(run, out, SETTINGS, IGOptions(num_examples=N + 1, hidden_examples=HIDDEN, progress=False))
+
+
+def test_gold_spans_and_the_mean_baseline(scored, tmp_path):
+    from lit_rcqa.attribution.system import mean_baseline
+
+    run, _, _ = scored
+    out = tmp_path / "gold"
+    run_ig(run, out, SETTINGS, IGOptions(num_examples=3, explain="gold", baseline="mean", hidden_examples=0,
+                                         progress=False))
+    model = load_model(run)
+    records = store.load(out)
+    assert len(records) == 3 and store.load_hidden(out) == {}
+    for rec in records.values():
+        gold = rec.gold_texts[0]
+        assert rec.pred_text == gold  # synthetic answers are whole words: the span is exactly the gold text
+        direct = integrated_gradients(model, torch.tensor(rec.input_ids),
+                                      token_type_ids=torch.tensor(rec.token_type_ids),
+                                      span=(rec.pred_start, rec.pred_end), baseline=mean_baseline, settings=SETTINGS)
+        np.testing.assert_allclose(rec.importance, direct.importance, rtol=1e-5, atol=1e-7)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["ig"]["explain"], manifest["ig"]["baseline"]) == ("gold", "mean")

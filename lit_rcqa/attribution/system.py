@@ -157,7 +157,7 @@ class AttributionSystem(LightningModule):
             torch.as_tensor(features.token_type_ids[f], dtype=torch.long)[real].to(self.device)  # [T]
         offsets = [features.offsets[f][i] for i in real.tolist()]
         passage = [i for i, o in enumerate(offsets) if o is not None]
-        mask = torch.zeros(len(offsets), dtype=torch.bool)
+        mask = torch.zeros(len(offsets), dtype=torch.bool, device=self.device)  # [T] passage tokens
         mask[passage] = True
         span = window.span
         if span is not None and len(real) != len(features.input_ids[f]):

@@ -27,6 +27,7 @@ FAST = ["--analyses", "none", "--logger", "none", "--no-progress"]
 def analyze(args: list[str], cwd: Path, *, wait: bool = True, timeout: int = 400):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO_ROOT),
            "OMP_NUM_THREADS": "1"}  # the same threads in every process: bitwise comparable scores
+    env.pop("WANDB_SERVICE", None)  # never attach to another test's in-process W&B service
     cmd = [sys.executable, str(REPO_ROOT / "analyze.py"), *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

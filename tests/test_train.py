@@ -35,6 +35,9 @@ def train(args: list[str], cwd: Path, *, timeout: int = 300, env_extra: dict | N
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO_ROOT),
            "OMP_NUM_THREADS": "1", **(env_extra or {})}
     env.pop("LIT_RCQA_RUN_NAME", None)
+    # An in-process W&B run of another test exports WANDB_SERVICE; a child attached to that service
+    # would have its run file written asynchronously by it. Each command must own its tracker.
+    env.pop("WANDB_SERVICE", None)
     cmd = [sys.executable, str(REPO_ROOT / "train.py"), *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -135,9 +135,10 @@ class _LayerIG:
 
     @torch.enable_grad()
     def add(self, level: RefinementLevel) -> None:
-        alphas = torch.as_tensor(level.new_alphas, dtype=self.b.dtype)
-        weights = torch.as_tensor(level.new_weights, dtype=self.b.dtype)
-        generations = torch.as_tensor(level.new_generations, dtype=torch.long)
+        # The rule lives on the CPU (numpy); the interpolation runs where the hidden states are.
+        alphas = torch.as_tensor(level.new_alphas, dtype=self.b.dtype, device=self.b.device)
+        weights = torch.as_tensor(level.new_weights, dtype=self.b.dtype, device=self.b.device)
+        generations = torch.as_tensor(level.new_generations, dtype=torch.long, device=self.b.device)
         while len(self.sums) <= int(generations.max()):
             self.sums.append(torch.zeros_like(self.diff))
         n_chunks = -(-len(alphas) // self.rows)
@@ -239,11 +240,11 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
             steps[row] = level.steps
             if settings.tolerance is not None and delta[row] <= settings.tolerance:
                 break
-        importance[row] = ig.norm(dim=-1).numpy()
-        signed[row] = ig.sum(dim=-1).numpy()
+        importance[row] = ig.norm(dim=-1).cpu().numpy()
+        signed[row] = ig.sum(dim=-1).cpu().numpy()
 
     start_prob = float(start_logits.softmax(-1)[s])
     end_prob = float(end_logits.softmax(-1)[e])
-    hidden = [states[i].numpy().copy() for i in indices] if keep_hidden else None
+    hidden = [states[i].cpu().numpy().copy() for i in indices] if keep_hidden else None
     return IGResult(indices, importance, signed, delta, steps, s, e, start_prob, end_prob, f_h, f_b, ig_sums,
                     hidden)

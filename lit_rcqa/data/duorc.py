@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_rcqa.data.example import Answer, LoadedData, QAExample
-from lit_rcqa.data.validation import Rejections, json_type, read_json, require_string
+from lit_rcqa.data.validation import Rejections, json_type, question_header, read_json, require_string
 from lit_rcqa.errors import DataError, UserError
 
 MODES = ("train", "eval")
@@ -137,16 +137,7 @@ def _movie(movie: Any, path: str | Path, where: str) -> tuple[str, str, list]:
 
 def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str]) -> tuple[str, str, list[str], bool]:
     """(id, question, answers, no_answer) of one valid question record; `first_seen` is updated."""
-    if not isinstance(qa, dict):
-        raise DataError(path, f"question is {json_type(qa)}, expected an object", record=where,
-                        reason="bad_question_record")
-    qid = require_string(qa, "id", path, where, missing_reason="missing_id", type_reason="bad_id",
-                         empty_reason="bad_id")
-    if qid in first_seen:
-        raise DataError(path, f"duplicate id (first seen at {first_seen[qid]})", record=qid, field="id",
-                        reason="duplicate_id")
-    question = require_string(qa, "question", path, qid, missing_reason="missing_question",
-                              type_reason="bad_question", empty_reason="empty_question")
+    qid, question = question_header(qa, path, where, first_seen)
     if "no_answer" not in qa:
         raise DataError(path, "missing", record=qid, field="no_answer", reason="missing_no_answer")
     no_answer = qa["no_answer"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_rcqa.data.example import Answer, LoadedData, QAExample
-from lit_rcqa.data.validation import Rejections, json_type, read_json, require_string, shorten
+from lit_rcqa.data.validation import Rejections, json_type, question_header, read_json, require_string, shorten
 from lit_rcqa.errors import DataError
 
 
@@ -92,16 +92,7 @@ def _paragraph(paragraph: Any, path: str | Path, where: str) -> tuple[str, list]
 def _example(qa: Any, title: str, context: str, path: str | Path, where: str,
              first_seen: dict[str, str]) -> QAExample:
     """One question, validated field by field; `first_seen` is updated only for a valid question."""
-    if not isinstance(qa, dict):
-        raise DataError(path, f"question is {json_type(qa)}, expected an object", record=where,
-                        reason="bad_question_record")
-    qid = require_string(qa, "id", path, where, missing_reason="missing_id", type_reason="bad_id",
-                         empty_reason="bad_id")
-    if qid in first_seen:
-        raise DataError(path, f"duplicate id (first seen at {first_seen[qid]})", record=qid, field="id",
-                        reason="duplicate_id")
-    question = require_string(qa, "question", path, qid, missing_reason="missing_question",
-                              type_reason="bad_question", empty_reason="empty_question")
+    qid, question = question_header(qa, path, where, first_seen)
     is_impossible = qa.get("is_impossible", False)
     if not isinstance(is_impossible, bool):
         raise DataError(path, f"is {json_type(is_impossible)}, expected true or false", record=qid,

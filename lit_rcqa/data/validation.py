@@ -97,3 +97,19 @@ class Rejections:
     def count(self, reason: str, records: int = 1) -> None:
         """Count records left out on purpose (not an error), e.g. a DuoRC answer missing from the plot."""
         self.counts[reason] = self.counts.get(reason, 0) + max(records, 1)
+
+
+def question_header(qa: Any, path: str | Path, where: str, first_seen: dict[str, str]) -> tuple[str, str]:
+    """(id, question) of a question record, checked the same way in every format: an object with a
+    non-empty string id not seen before and a non-empty question."""
+    if not isinstance(qa, dict):
+        raise DataError(path, f"question is {json_type(qa)}, expected an object", record=where,
+                        reason="bad_question_record")
+    qid = require_string(qa, "id", path, where, missing_reason="missing_id", type_reason="bad_id",
+                         empty_reason="bad_id")
+    if qid in first_seen:
+        raise DataError(path, f"duplicate id (first seen at {first_seen[qid]})", record=qid, field="id",
+                        reason="duplicate_id")
+    question = require_string(qa, "question", path, qid, missing_reason="missing_question",
+                              type_reason="bad_question", empty_reason="empty_question")
+    return qid, question

@@ -8,6 +8,7 @@ them; evaluation gives each rank whole examples, never duplicates, so summed met
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ class EvalSplit:
     examples: list[QAExample]
     features: Features
 
-    @property
+    @functools.cached_property
     def gold_texts(self) -> dict[str, list[str]]:
         return {ex.id: [a.text for a in ex.answers] for ex in self.examples}
 

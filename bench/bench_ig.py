@@ -1,11 +1,26 @@
 """Layer-wise IG, ours (prefix-cached) vs Captum LayerIntegratedGradients looped over the layers.
 
-Same model (the embedded MiniLM-L6-H384 with a seeded QA head), same real SQuAD dev inputs (~180 tokens,
-unpadded), same rule and steps, same target, same threads, one batch of m rows per layer on both sides.
-After a warm-up the two sides alternate A B A B; medians of seconds per example (all layers) are reported.
+Same model, same real SQuAD dev inputs, same device, threads and float32, one batch of m rows per layer on both
+sides; after a warm-up the two sides alternate A B A B and medians of seconds per example (all layers) are
+reported. Four comparisons (`--sections`):
 
-    python -m bench.bench_ig            # 3 examples x 2 rounds, m = 50 Gauss-Legendre, all 7 layers
-    python -m bench.bench_ig --quick    # 1 example x 1 round
+  equal     same rule and m on both sides, unpadded inputs; also the agreement of the importances.
+  bound     ours vs the prefix-cached compute bound: one forward of the whole model (the prefix cache) plus, for
+            each layer ℓ, (L − ℓ)/L of the model's own measured forward+backward on m interpolated rows
+            (`model(inputs_embeds=...)`, the HF model itself, not our adapter). Reported as bound / ours.
+  accuracy  equal accuracy: median completeness gap δ ≤ 1 % and 95th percentile ≤ 5 % in every layer. Ours: the
+            accuracy target (`--tolerance`, per example and layer). Captum: the smallest m on a grid (×~1.5
+            apart) at which its uniform rule meets the criterion on these examples. The grid search itself is
+            not charged to Captum (it is run with our equal-valued uniform IG, then confirmed with Captum's own
+            convergence delta at the chosen m); the ratio at the previous grid point, a lower bound for a user
+            who knew the exact m, is reported too.
+  padded    as commonly run (the MLRC reproduction): Captum on inputs padded to 384 with an attention mask,
+            same m and rule, vs ours (unpadded).
+
+    python -m bench.bench_ig --quick                 # 2 CPU cores: 1 short example
+    python -m bench.bench_ig                         # 3 examples x 2 rounds
+    python -m bench.bench_ig --full --device cuda    # a GPU: 16 examples x 3 rounds
+    python -m bench.bench_ig --model runs/NAME/model # a fine-tuned model instead of the embedded MiniLM
 """
 
 from __future__ import annotations
@@ -24,22 +39,27 @@ import numpy as np
 import torch
 
 from bench.references import captum_layer_ig
+from bench.result import result, row
 from lit_rcqa.attribution.integrated_gradients import IGSettings, integrated_gradients
 from lit_rcqa.attribution.layers import EncoderAdapter
 from lit_rcqa.attribution.record import layer_name
 from lit_rcqa.paths import SHARED_DATA, embedded_model_dir
 
+TITLE = "Layer-wise Integrated Gradients, all layers"
+SECTIONS = ("equal", "bound", "accuracy", "padded")
+GRID = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
-def load_model(seed: int = 0):
+
+def load_model(path: str | None, device: str, seed: int = 0):
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    torch.manual_seed(seed)  # the QA head is freshly initialised: seed it
-    path = str(embedded_model_dir())
-    model = AutoModelForQuestionAnswering.from_pretrained(path).eval()
+    torch.manual_seed(seed)  # the embedded encoder's QA head is freshly initialised: seed it
+    path = path or str(embedded_model_dir())
+    model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32).eval().to(device)
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def squad_inputs(tokenizer, n: int, length: tuple[int, int] = (170, 190)) -> list[dict]:
+def squad_inputs(tokenizer, n: int, length: tuple[int, int], device: str) -> list[dict]:
     """The first n dev questions whose "[CLS] q [SEP] passage [SEP]" has a length in `length` (no truncation)."""
     with gzip.open(SHARED_DATA / "dev-v1.1.json.gz", "rt", encoding="utf-8") as f:
         articles = json.load(f)["data"]
@@ -49,98 +69,277 @@ def squad_inputs(tokenizer, n: int, length: tuple[int, int] = (170, 190)) -> lis
             for qa in paragraph["qas"]:
                 enc = tokenizer(qa["question"], paragraph["context"], return_tensors="pt")
                 if length[0] <= enc["input_ids"].shape[1] <= length[1]:
-                    found.append({"id": qa["id"], "input_ids": enc["input_ids"][0],
-                                  "token_type_ids": enc["token_type_ids"][0]})
+                    found.append({"id": qa["id"], "input_ids": enc["input_ids"][0].to(device),
+                                  "token_type_ids": enc["token_type_ids"][0].to(device)})
                     if len(found) == n:
                         return found
     return found
 
 
-def run_ours(adapter, example, settings) -> tuple[float, object]:
-    t0 = time.perf_counter()
-    result = integrated_gradients(adapter, example["input_ids"], token_type_ids=example["token_type_ids"],
-                                  layers="all", settings=settings)
-    return time.perf_counter() - t0, result
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
-def run_captum(model, adapter, example, span, steps, method) -> tuple[float, np.ndarray]:
+def timed(device: str, fn, *args, **kwargs):
+    _sync(device)
     t0 = time.perf_counter()
-    importance = [captum_layer_ig(model, adapter.layer_module(i), example["input_ids"], example["token_type_ids"],
-                                  span, steps=steps, method=method).norm(dim=-1).numpy()
-                  for i in range(adapter.num_layers + 1)]
-    return time.perf_counter() - t0, np.stack(importance)  # [n_layers, T]
+    out = fn(*args, **kwargs)
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def ours(model, example, settings, layers="all"):
+    return integrated_gradients(model, example["input_ids"], token_type_ids=example["token_type_ids"],
+                                layers=layers, settings=settings)
+
+
+def captum_all_layers(model, adapter, example, span, steps, method, *, pad_to=None, deltas=False):
+    """Captum LIG for every layer: importances [n_layers, T] (and relative gaps [n_layers] with `deltas`)."""
+    ids, types, mask = example["input_ids"], example["token_type_ids"], None
+    T = int(ids.shape[0])
+    if pad_to is not None and pad_to > T:
+        ids = torch.cat([ids, ids.new_zeros(pad_to - T)])
+        types = torch.cat([types, types.new_zeros(pad_to - T)])
+        mask = torch.cat([torch.ones_like(example["input_ids"]), ids.new_zeros(pad_to - T)])
+    importance, gaps = [], []
+    for i in range(adapter.num_layers + 1):
+        out = captum_layer_ig(model, adapter.layer_module(i), ids, types, span, steps=steps, method=method,
+                              attention_mask=mask, return_delta=deltas)
+        attr, gap = out if deltas else (out, None)
+        importance.append(attr[:T].norm(dim=-1).cpu().numpy())
+        gaps.append(gap)
+    return np.stack(importance), (np.array(gaps) if deltas else None)
+
+
+def meets(deltas: np.ndarray, median: float = 0.01, p95: float = 0.05) -> np.ndarray:
+    """Per layer: median δ ≤ 1 % and 95th percentile ≤ 5 % over the examples. deltas [n_examples, n_layers]."""
+    return (np.median(deltas, axis=0) <= median) & (np.percentile(deltas, 95, axis=0) <= p95)
+
+
+# --- sections -----------------------------------------------------------------------------------------------
+def equal_settings(model, adapter, examples, spans, args) -> dict:
+    settings = IGSettings(steps=args.steps, method=args.method)
+    ours_s, captum_s, agreement, deltas = [], [], [], []
+    for example, span in zip(examples, spans):
+        for _ in range(args.rounds):  # alternate A B
+            seconds, res = timed(args.device, ours, model, example, settings)
+            ours_s.append(seconds)
+            seconds, (reference, _) = timed(args.device, captum_all_layers, model, adapter, example, span,
+                                            args.steps, args.method)
+            captum_s.append(seconds)
+        agreement.append(np.abs(res.importance - reference).max(axis=1) / np.abs(reference).max(axis=1))
+        deltas.append(res.delta)
+    agreement, deltas = np.stack(agreement), np.stack(deltas)
+    return {"ours_s_per_example": statistics.median(ours_s), "captum_s_per_example": statistics.median(captum_s),
+            "ours_runs_s": ours_s, "captum_runs_s": captum_s,
+            "max_rel_diff_per_layer": agreement.max(axis=0).tolist(),
+            "median_delta_per_layer": np.median(deltas, axis=0).tolist()}
+
+
+def compute_bound(model, adapter, examples, args, ours_s_per_example: float) -> dict:
+    """Seconds per example the prefix-cached method cannot beat, from the model's own forward and backward."""
+    L = adapter.num_layers
+    per_example = []
+    for example in examples:
+        ids, types = example["input_ids"][None], example["token_type_ids"][None]
+        T = int(ids.shape[1])
+        embeds = model.get_input_embeddings()(ids).detach().expand(args.steps, T, -1).contiguous()
+        types_m = types.expand(args.steps, T)
+
+        def forward_backward():
+            x = embeds.clone().requires_grad_(True)
+            out = model(inputs_embeds=x, token_type_ids=types_m)
+            torch.autograd.grad(out.start_logits[:, 0].sum() + out.end_logits[:, 0].sum(), x)
+
+        def forward_once():
+            with torch.no_grad():
+                model(input_ids=ids, token_type_ids=types)
+
+        forward_backward(), forward_once()  # warm-up
+        fb = statistics.median(timed(args.device, forward_backward)[0] for _ in range(max(2, args.rounds)))
+        fw = statistics.median(timed(args.device, forward_once)[0] for _ in range(3))
+        per_example.append(fw + fb * sum((L - ell) / L for ell in range(L + 1)))
+    bound = statistics.median(per_example)
+    return {"bound_s_per_example": bound, "fraction_of_bound": bound / ours_s_per_example,
+            "model_layers": L, "note": "bound = forward + Σ_ℓ (L−ℓ)/L · forward+backward on m rows"}
+
+
+def equal_accuracy(model, adapter, examples, spans, args) -> dict:
+    n_layers = adapter.num_layers + 1
+    # ours: the accuracy target, timed
+    tol = IGSettings(tolerance=args.tolerance, max_steps=args.max_steps)
+    ours_s, ours_deltas, ours_steps = [], [], []
+    for example in examples:
+        ours(model, example, IGSettings(steps=4))  # warm-up
+        seconds, res = timed(args.device, ours, model, example, tol)
+        ours_s.append(seconds)
+        ours_deltas.append(res.delta)
+        ours_steps.append(res.steps)
+    ours_deltas, ours_steps = np.stack(ours_deltas), np.stack(ours_steps)
+    ours_ok = bool(meets(ours_deltas).all())
+    # Captum: the smallest grid m meeting the criterion in every layer. Search with our uniform IG (equal to
+    # Captum's to ~1e-7), layer by layer, stopping a layer once it meets it; then confirm with Captum itself.
+    pending, need = list(range(n_layers)), {}
+    grid = [m for m in GRID if m <= args.max_grid]
+    for m in grid:
+        if not pending:
+            break
+        settings = IGSettings(steps=m, method="gausslegendre")
+        d = np.stack([ours(model, ex, settings, layers=pending).delta for ex in examples])
+        ok = meets(d)
+        for layer, good in zip(list(pending), ok):
+            if good:
+                need[layer] = m
+                pending.remove(layer)
+    if pending:
+        return {"ours_s_per_example": statistics.median(ours_s), "ours_meets": ours_ok,
+                "captum_m": None, "note": f"no grid m up to {args.max_grid} meets the criterion in layers "
+                                          f"{[layer_name(i) for i in pending]}"}
+    start = grid.index(max(need.values()))
+    for m in grid[start:]:
+        captum_s, captum_deltas = [], []
+        for example, span in zip(examples, spans):
+            seconds, (_, gaps) = timed(args.device, captum_all_layers, model, adapter, example, span, m,
+                                       "gausslegendre", deltas=True)
+            captum_s.append(seconds)
+            captum_deltas.append(gaps)
+        captum_deltas = np.stack(captum_deltas)
+        if meets(captum_deltas).all():
+            break
+    previous = grid[grid.index(m) - 1] if grid.index(m) > 0 else m
+    o, c = statistics.median(ours_s), statistics.median(captum_s)
+    return {"ours_s_per_example": o, "captum_s_per_example": c, "speedup": c / o,
+            "speedup_if_captum_knew_exact_m_lower_bound": c * previous / m / o,
+            "ours_meets": ours_ok, "tolerance": args.tolerance, "max_steps": args.max_steps,
+            "ours_steps_per_layer_median": np.median(ours_steps, axis=0).tolist(),
+            "ours_steps_per_layer_max": ours_steps.max(axis=0).tolist(),
+            "ours_median_delta_per_layer": np.median(ours_deltas, axis=0).tolist(),
+            "ours_p95_delta_per_layer": np.percentile(ours_deltas, 95, axis=0).tolist(),
+            "captum_m": m, "captum_m_previous_grid_point": previous,
+            "smallest_grid_m_per_layer": [need[i] for i in range(n_layers)],
+            "captum_median_delta_per_layer": np.median(captum_deltas, axis=0).tolist(),
+            "captum_p95_delta_per_layer": np.percentile(captum_deltas, 95, axis=0).tolist()}
+
+
+def padded(model, adapter, examples, spans, args) -> dict:
+    settings = IGSettings(steps=args.steps, method=args.method)
+    ours_s, captum_s = [], []
+    for example, span in zip(examples, spans):
+        captum_all_layers(model, adapter, example, span, 2, args.method, pad_to=args.pad_to)  # warm-up
+        for _ in range(args.rounds):
+            ours_s.append(timed(args.device, ours, model, example, settings)[0])
+            captum_s.append(timed(args.device, captum_all_layers, model, adapter, example, span, args.steps,
+                                  args.method, pad_to=args.pad_to)[0])
+    o, c = statistics.median(ours_s), statistics.median(captum_s)
+    return {"ours_s_per_example": o, "captum_padded_s_per_example": c, "speedup": c / o, "pad_to": args.pad_to}
+
+
+# --- driver ---------------------------------------------------------------------------------------------------
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="2 CPU cores: 1 example of 100-130 tokens, 1 round")
+    size.add_argument("--full", action="store_true", help="a GPU: 16 examples, 3 rounds")
+    parser.add_argument("--examples", type=int, default=None, help="default 3 (quick 1, full 16)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed A B rounds per example (default 2)")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--method", default="gausslegendre")
+    parser.add_argument("--tokens", default=None, help="input length range (default 170,190; quick 100,130)")
+    parser.add_argument("--model", default=None, help="a saved QA model folder (default: the embedded MiniLM)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {','.join(SECTIONS)}")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="ours' accuracy target (section accuracy)")
+    parser.add_argument("--max-steps", type=int, default=1300, help="cap on ours' evaluations per layer")
+    parser.add_argument("--max-grid", type=int, default=1024, help="largest Captum m tried (section accuracy)")
+    parser.add_argument("--pad-to", type=int, default=384)
+    parser.add_argument("--json", default=None, help="also write the result to this JSON file")
+    args = parser.parse_args(argv)
+    size = {"examples": 1, "rounds": 1, "tokens": "100,130"} if args.quick else \
+        {"examples": 16, "rounds": 3, "tokens": "170,190"} if args.full else \
+        {"examples": 3, "rounds": 2, "tokens": "170,190"}
+    for name, value in size.items():  # flags given explicitly win over the size's defaults
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 example, 1 timed round")
-    parser.add_argument("--examples", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2, help="timed A B rounds per example")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--method", default="gausslegendre")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--tolerance", type=float, default=None,
-                        help="also run ours with this accuracy target and report the steps used per layer")
-    parser.add_argument("--refine-method", default="gausslegendre", help="schedule for --tolerance")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.examples, args.rounds = 1, 1
+    args = parse(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the embedded encoder's new QA head is expected, not news
     torch.set_num_threads(args.threads)
-
-    model, tokenizer = load_model()
+    if args.device.startswith("cuda"):  # exact float32 on both sides (TF32 would differ by ~1e-3)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    model, tokenizer = load_model(args.model, args.device)
     adapter = EncoderAdapter(model)
-    examples = squad_inputs(tokenizer, args.examples)
+    lo, hi = (int(x) for x in args.tokens.split(","))
+    examples = squad_inputs(tokenizer, args.examples, (lo, hi), args.device)
+    spans = []
+    for example in examples:  # warm-up both sides, and the span both explain
+        res = ours(model, example, IGSettings(steps=4, method=args.method))
+        spans.append((res.pred_start, res.pred_end))
+        captum_all_layers(model, adapter, example, spans[-1], 4, args.method)
     n_layers = adapter.num_layers + 1
-    ours_s, captum_s, agreement, deltas, tolerance_runs = [], [], [], [], []
-    for example in examples:
-        T = int(example["input_ids"].shape[0])
-        # our default memory budget gives one chunk of m rows per layer here, as Captum's internal_batch_size=None
-        settings = IGSettings(steps=args.steps, method=args.method)
-        warm = IGSettings(steps=4, method=args.method)
-        _, result = run_ours(adapter, example, warm)  # warm-up, and the span both sides explain
-        span = (result.pred_start, result.pred_end)
-        run_captum(model, adapter, example, span, 4, args.method)  # warm-up
-        for _ in range(args.rounds):  # alternate A B
-            seconds, result = run_ours(adapter, example, settings)
-            ours_s.append(seconds)
-            seconds, reference = run_captum(model, adapter, example, span, args.steps, args.method)
-            captum_s.append(seconds)
-        agreement.append(np.abs(result.importance - reference).max(axis=1) / np.abs(reference).max(axis=1))
-        deltas.append(result.delta)
-        if args.tolerance is not None:
-            tol_settings = IGSettings(tolerance=args.tolerance, refine_method=args.refine_method)
-            seconds, tol_result = run_ours(adapter, example, tol_settings)
-            tolerance_runs.append((seconds, tol_result.steps, tol_result.delta))
+    details = {"model": args.model or "embedded MiniLM-L6-H384 (seeded QA head)", "device": args.device,
+               "examples": len(examples), "tokens": [int(e["input_ids"].shape[0]) for e in examples],
+               "steps": args.steps, "method": args.method, "threads": args.threads, "rounds": args.rounds,
+               "layers": [layer_name(i) for i in range(n_layers)]}
+    if args.device.startswith("cuda"):
+        details["gpu"] = torch.cuda.get_device_name(0)
+    rows = []
 
-    agreement, deltas = np.stack(agreement), np.stack(deltas)  # [n_examples, n_layers]
-    ours, captum = statistics.median(ours_s), statistics.median(captum_s)
-    report = {
-        "model": "embedded MiniLM-L6-H384 (seeded QA head)", "examples": len(examples),
-        "tokens": [int(e["input_ids"].shape[0]) for e in examples], "steps": args.steps, "method": args.method,
-        "threads": args.threads, "ours_s_per_example": ours, "captum_s_per_example": captum,
-        "speedup": captum / ours,
-        "layers": [layer_name(i) for i in range(n_layers)],
-        "max_rel_diff_per_layer": agreement.max(axis=0).tolist(),
-        "median_delta_per_layer": np.median(deltas, axis=0).tolist(),
-        "ours_min_s": min(ours_s), "captum_min_s": min(captum_s),
-    }
-    print(f"IG, all {n_layers} layers, m={args.steps} {args.method}, {len(examples)} example(s) of "
-          f"{report['tokens']} tokens, {args.threads} threads, medians of {len(ours_s)} runs")
-    print(f"{'':10}{'median s':>12}{'min s':>12}")
-    print(f"{'ours':10}{ours:12.2f}{min(ours_s):12.2f}\n{'captum':10}{captum:12.2f}{min(captum_s):12.2f}")
-    print(f"{'ratio':10}{captum / ours:11.2f}x{min(captum_s) / min(ours_s):11.2f}x")
-    print(f"{'layer':12}{'max rel diff':>14}{'median delta':>14}")
-    for name, diff, delta in zip(report["layers"], report["max_rel_diff_per_layer"],
-                                 report["median_delta_per_layer"]):
-        print(f"{name:12}{diff:14.2e}{delta:14.2e}")
-    if tolerance_runs:
-        steps = np.stack([r[1] for r in tolerance_runs])
-        report["tolerance"] = {"tolerance": args.tolerance, "median_s": statistics.median(r[0] for r in tolerance_runs),
-                               "steps_per_layer": steps.tolist(),
-                               "max_delta_per_layer": np.stack([r[2] for r in tolerance_runs]).max(axis=0).tolist()}
-        print(f"tolerance {args.tolerance} ({args.refine_method}): {report['tolerance']['median_s']:.2f} s/example, "
-              f"steps per layer {steps.tolist()}, max delta {np.round(report['tolerance']['max_delta_per_layer'], 4)}")
-    return report
+    def save():  # after every section, so a run cut short keeps what it measured
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(result("ig", TITLE, rows, details), f, indent=1, default=float)
+
+    print(f"IG, all {n_layers} layers, {len(examples)} example(s) of {details['tokens']} tokens on {args.device}, "
+          f"{args.threads} threads", flush=True)
+    if "equal" in args.sections or "bound" in args.sections:
+        eq = details["equal"] = equal_settings(model, adapter, examples, spans, args)
+        rows.append(row(f"IG all layers, m={args.steps} {args.method}, vs Captum LIG (s/example)", "s/example",
+                        eq["ours_s_per_example"], eq["captum_s_per_example"], higher_is_better=False, target=1.4))
+        print(f"equal settings: ours {eq['ours_s_per_example']:.3f} s, Captum {eq['captum_s_per_example']:.3f} s "
+              f"({rows[-1]['ratio']:.2f}x); max rel diff per layer "
+              f"{np.array2string(np.array(eq['max_rel_diff_per_layer']), precision=1)}", flush=True)
+        save()
+        if "bound" in args.sections:
+            bd = details["bound"] = compute_bound(model, adapter, examples, args, eq["ours_s_per_example"])
+            rows.append(row("IG vs the prefix-cached compute bound (s/example)", "s/example",
+                            eq["ours_s_per_example"], bd["bound_s_per_example"], higher_is_better=False,
+                            target=0.9))
+            print(f"compute bound {bd['bound_s_per_example']:.3f} s: ours at {bd['fraction_of_bound']:.0%} of it",
+                  flush=True)
+            save()
+    if "accuracy" in args.sections:
+        acc = details["accuracy"] = equal_accuracy(model, adapter, examples, spans, args)
+        if acc.get("captum_m"):
+            rows.append(row(f"IG equal accuracy (median δ≤1 %, p95≤5 %): ours tol {args.tolerance} vs Captum "
+                            f"m={acc['captum_m']} (s/example)", "s/example", acc["ours_s_per_example"],
+                            acc["captum_s_per_example"], higher_is_better=False, target=3.0))
+            print(f"equal accuracy: ours {acc['ours_s_per_example']:.3f} s (steps per layer, median "
+                  f"{acc['ours_steps_per_layer_median']}), Captum m={acc['captum_m']} "
+                  f"{acc['captum_s_per_example']:.3f} s ({acc['speedup']:.2f}x; "
+                  f"{acc['speedup_if_captum_knew_exact_m_lower_bound']:.2f}x at m={acc['captum_m_previous_grid_point']})",
+                  flush=True)
+        else:
+            print(f"equal accuracy: {acc['note']}", flush=True)
+        save()
+    if "padded" in args.sections:
+        pd = details["padded"] = padded(model, adapter, examples, spans, args)
+        rows.append(row(f"IG as commonly run: Captum on inputs padded to {args.pad_to} (s/example)", "s/example",
+                        pd["ours_s_per_example"], pd["captum_padded_s_per_example"], higher_is_better=False))
+        print(f"padded to {args.pad_to}: ours {pd['ours_s_per_example']:.3f} s, Captum "
+              f"{pd['captum_padded_s_per_example']:.3f} s ({pd['speedup']:.2f}x)", flush=True)
+    save()
+    return result("ig", TITLE, rows, details)
 
 
 if __name__ == "__main__":

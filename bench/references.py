@@ -25,8 +25,13 @@ def qa_target(start_logits: torch.Tensor, end_logits: torch.Tensor, span: tuple[
 def captum_layer_ig(model: nn.Module, layer_module: nn.Module, input_ids: torch.Tensor,
                     token_type_ids: torch.Tensor | None, span: tuple[int, int], *, steps: int = 50,
                     method: str = "gausslegendre", target: str = "prob",
-                    internal_batch_size: int | None = None) -> torch.Tensor:
-    """Captum LIG of F w.r.t. `layer_module`'s output (zero baseline at the layer): [T, d] for one example [T]."""
+                    internal_batch_size: int | None = None, attention_mask: torch.Tensor | None = None,
+                    return_delta: bool = False):
+    """Captum LIG of F w.r.t. `layer_module`'s output (zero baseline at the layer): [T, d] for one example [T].
+
+    attention_mask [T]: for padded inputs (as commonly run). return_delta: also return the relative completeness
+    gap |Σ IG − (F(h) − F(b))| / |F(h) − F(b)| from Captum's own convergence delta.
+    """
     from captum.attr import LayerIntegratedGradients
 
     gate: list[torch.Tensor] = []
@@ -34,18 +39,28 @@ def captum_layer_ig(model: nn.Module, layer_module: nn.Module, input_ids: torch.
     def gate_output(module, inputs, output):
         return output * gate[0]
 
-    def forward(gate_value, ids, types):
+    def forward(gate_value, ids, types, mask):
         gate[:] = [gate_value]  # [k, 1, 1]
-        out = model(input_ids=ids, token_type_ids=types) if types is not None else model(input_ids=ids)
+        inputs = {"input_ids": ids} | ({} if types is None else {"token_type_ids": types}) \
+            | ({} if mask is None else {"attention_mask": mask})
+        out = model(**inputs)
         return qa_target(out.start_logits, out.end_logits, span, target)
 
     handle = layer_module.register_forward_hook(gate_output)
     try:
         lig = LayerIntegratedGradients(forward, layer_module)
-        extra = (input_ids[None], None if token_type_ids is None else token_type_ids[None])
-        attributions = lig.attribute(torch.ones(1, 1, 1), baselines=torch.zeros(1, 1, 1),
-                                     additional_forward_args=extra, n_steps=steps, method=method,
-                                     internal_batch_size=internal_batch_size, attribute_to_layer_input=False)
+        extra = (input_ids[None], None if token_type_ids is None else token_type_ids[None],
+                 None if attention_mask is None else attention_mask[None])
+        device = input_ids.device
+        out = lig.attribute(torch.ones(1, 1, 1, device=device), baselines=torch.zeros(1, 1, 1, device=device),
+                            additional_forward_args=extra, n_steps=steps, method=method,
+                            internal_batch_size=internal_batch_size, attribute_to_layer_input=False,
+                            return_convergence_delta=return_delta)
     finally:
         handle.remove()
-    return attributions[0].detach()  # [T, d]
+    if not return_delta:
+        return out[0].detach()  # [T, d]
+    attributions, delta = out
+    total = float(attributions.detach().double().sum())
+    expected = total - float(delta.double().sum())  # Captum: delta = Σ IG − (F(h) − F(b))
+    return attributions[0].detach(), abs(total - expected) / max(abs(expected), 1e-12)

@@ -14,6 +14,8 @@ where (ŝ, ê) is the model's own best span (or a given one) and (α_k, w_k) com
 With `tolerance`, step 3 walks a refinement schedule (`rules.refinement_schedule`; by default Gauss–Legendre
 with 5, 10, 20, … points) until δ_ℓ ≤ tolerance or `max_steps` gradient evaluations, and records the
 evaluations used per layer (a nested rule such as "romberg" only evaluates the new points of each level).
+The layers then run top-down, and a doubling schedule starts each layer at the points the layer above ended
+with, since lower layers converge more slowly: the coarse levels a lower layer would fail are skipped.
 
 Usage:  result = integrated_gradients(model, input_ids, token_type_ids=tt, layers="all", passage=(p0, p1))
 """
@@ -28,8 +30,8 @@ import torch
 from torch import nn
 
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
-from lit_rcqa.attribution.rules import (DEFAULT_RULE, REFINEMENT_RULES, RULES, RefinementLevel, integration_rule,
-                                        refinement_schedule)
+from lit_rcqa.attribution.rules import (DEFAULT_RULE, NESTED_RULES, REFINEMENT_RULES, RULES, RefinementLevel,
+                                        integration_rule, refinement_schedule)
 from lit_rcqa.errors import UserError
 
 Baseline = torch.Tensor | Callable[[int, torch.Tensor], torch.Tensor] | None
@@ -85,7 +87,8 @@ def best_span(start_logits: torch.Tensor, end_logits: torch.Tensor, passage: tor
     """argmax of start[i] + end[j] over passage tokens i <= j < i + max_answer_length. Inputs [T]."""
     scores = start_logits[:, None] + end_logits[None, :]  # [T, T]
     T = scores.shape[0]
-    i = torch.arange(T)
+    i = torch.arange(T, device=scores.device)
+    passage = passage.to(scores.device)
     allowed = (passage[:, None] & passage[None, :] & (i[None, :] >= i[:, None])
                & (i[None, :] - i[:, None] < max_answer_length))
     if not allowed.any():
@@ -225,8 +228,13 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
         schedule = lambda: iter([RefinementLevel(alphas, weights, np.zeros(len(alphas), int), np.ones(1),
                                                  len(alphas))])
     else:
-        schedule = lambda: refinement_schedule(settings.refine_method, settings.min_steps, settings.max_steps)
-    for row, index in enumerate(indices):
+        schedule = lambda: refinement_schedule(settings.refine_method, start, settings.max_steps)
+    # With a tolerance the layers run top-down and each starts its schedule at the number of points the layer
+    # above ended with (lower layers need at least as many, as measured): no wasted coarse levels below.
+    start = settings.min_steps
+    order = range(n) if settings.tolerance is None else sorted(range(n), key=lambda r: -indices[r])
+    for row in order:
+        index = indices[row]
         h = states[index]  # [T, d]
         b = torch.zeros_like(h) if baseline is None else (
             baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h))
@@ -240,6 +248,8 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
             steps[row] = level.steps
             if settings.tolerance is not None and delta[row] <= settings.tolerance:
                 break
+        start = min(settings.max_steps, max(settings.min_steps, len(level.new_alphas))) if settings.refine_method in RULES and \
+            settings.refine_method not in NESTED_RULES else settings.min_steps
         importance[row] = ig.norm(dim=-1).cpu().numpy()
         signed[row] = ig.sum(dim=-1).cpu().numpy()
 

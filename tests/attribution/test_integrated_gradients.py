@@ -124,7 +124,21 @@ def test_tolerance_mode_stops_at_the_cap_and_reports_it(tiny):
     ids, types = tiny_example()
     result = integrated_gradients(tiny, ids, token_type_ids=types,
                                   settings=IGSettings(tolerance=1e-12, min_steps=3, max_steps=9))
-    assert (result.steps == 9).all() and (result.delta > 1e-12).all()
+    assert (result.delta > 1e-12).all() and (result.steps <= 9).all()
+    assert result.steps[-1] == 9  # the top layer: 3 + 6 points; below, a warm start at 6 leaves no room for 12
+    assert (result.steps[:-1] == 6).all()
+
+
+def test_tolerance_mode_warm_starts_lower_layers_and_saves_evaluations():
+    model = with_random_biases(make_tiny_qa_model("bert", layers=4, hidden=32))
+    ids, types = tiny_example()
+    settings = IGSettings(tolerance=1e-4, min_steps=3, max_steps=400)
+    together = integrated_gradients(model, ids, token_type_ids=types, settings=settings)
+    alone = [integrated_gradients(model, ids, token_type_ids=types, layers=[layer], settings=settings)
+             for layer in together.layers]  # each layer from a cold start at 3 points
+    assert (together.delta <= 1e-4).all() and all(a.delta[0] <= 1e-4 for a in alone)
+    assert together.steps.sum() < sum(int(a.steps[0]) for a in alone)
+    assert together.steps[-1] == alone[-1].steps[0]  # the top layer runs first, from the cold start
 
 
 def test_chunking_padding_and_layer_selection_do_not_change_the_result(tiny):

@@ -130,11 +130,7 @@ class _LayerIG:
         self.diff = h - b               # [T, d]
         self.sums: list[torch.Tensor] = []  # per generation: Σ w_k ∂F/∂h(b + α_k diff), [T, d]
         self.rows = max(1, settings.max_batch_tokens // h.shape[0])
-
-    def baseline_value(self) -> float:
-        with torch.no_grad():
-            start, end = self.adapter.forward_from(self.layer, self.b[None])
-            return float(_target(start, end, *self.span, self.settings.target))
+        self.baseline_value: float | None = None  # F(b): an extra row of the first chunk (no pass of its own)
 
     @torch.enable_grad()
     def add(self, level: RefinementLevel) -> None:
@@ -148,10 +144,19 @@ class _LayerIG:
         bounds = np.linspace(0, len(alphas), n_chunks + 1).round().astype(int)  # equal chunks: no tiny last one
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             a, w, g = alphas[lo:hi], weights[lo:hi], generations[lo:hi]
-            x = (self.b + a[:, None, None] * self.diff).requires_grad_(True)  # [k, T, d]
-            start, end = self.adapter.forward_from(self.layer, x)               # [k, T] each
+            x = self.b + a[:, None, None] * self.diff                           # [k, T, d]
+            first = self.baseline_value is None
+            if first:  # F(b) rides along as row 0 with weight 0: on a GPU a pass of its own costs as much
+                x = torch.cat([self.b[None], x])
+                w = torch.cat([w.new_zeros(1), w])
+            x.requires_grad_(True)
+            start, end = self.adapter.forward_from(self.layer, x)               # [k(+1), T] each
+            f = _target(start, end, *self.span, self.settings.target)          # [k(+1)]
             # rows are independent, so the gradient of Σ_k w_k F_k w.r.t. x holds each row's weighted gradient
-            (grad,) = torch.autograd.grad((_target(start, end, *self.span, self.settings.target) * w).sum(), x)
+            (grad,) = torch.autograd.grad((f * w).sum(), x)
+            if first:
+                self.baseline_value = float(f[0].detach())
+                grad = grad[1:]
             if bool((g == g[0]).all()):
                 self.sums[int(g[0])] += grad.sum(0)
             else:
@@ -239,9 +244,9 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
         b = torch.zeros_like(h) if baseline is None else (
             baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h))
         layer_ig = _LayerIG(adapter, index, h, b, span, settings)
-        f_b[row] = layer_ig.baseline_value()
         for level in schedule():
             layer_ig.add(level)
+            f_b[row] = layer_ig.baseline_value
             ig = layer_ig.attribution(level.coeffs)  # [T, d]
             ig_sums[row] = float(ig.double().sum())
             delta[row] = _gap(ig_sums[row], f_h, f_b[row])

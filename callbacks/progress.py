@@ -28,6 +28,13 @@ class ExampleProgress(Callback):
 
     @override
     def on_predict_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    @override
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._close()  # interrupted: end the bar's line, so what is printed next starts on its own
+
+    def _close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

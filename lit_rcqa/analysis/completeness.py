@@ -2,7 +2,9 @@
 
 δ = |ΣIG_ℓ − (F(h_ℓ) − F(b))| / |F(h_ℓ) − F(b)| is stored per example and layer. Its distribution per
 layer (median, 95th percentile, max, share above a threshold) says whether the number of steps was
-enough; the embedding layer converges slowest. Kept as one small [n_layers] row per example.
+enough; the embedding layer converges slowest. Exact quantiles need every δ, so δ is kept as one
+float64 [n_layers] row per example in a `RowBuffer` (8 bytes per layer and example, nothing else per
+example); the steps statistics are running sums, minima and maxima.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lit_rcqa.analysis.rows import RowBuffer
 from lit_rcqa.attribution.record import AttributionRecord
 
 COLUMNS: tuple[str, ...] = ("median", "p95", "max", "share_above", "steps_mean", "steps_min", "steps_max")
@@ -21,27 +24,45 @@ COLUMNS: tuple[str, ...] = ("median", "p95", "max", "share_above", "steps_mean",
 class CompletenessAccumulator:
     layers: list[str]
     threshold: float = 0.05
-    deltas: list[np.ndarray] = field(default_factory=list, repr=False)   # n_examples × [n_layers]
-    steps: list[np.ndarray] = field(default_factory=list, repr=False)    # n_examples × [n_layers]
+    deltas: RowBuffer = field(default=None, repr=False)      # [n_examples, n_layers] float64 δ
+    steps_total: np.ndarray = field(default=None, repr=False)  # [n_layers] int64 running sum of steps
+    steps_min: np.ndarray = field(default=None, repr=False)    # [n_layers] int64
+    steps_max: np.ndarray = field(default=None, repr=False)    # [n_layers] int64
+
+    def __post_init__(self):
+        n = len(self.layers)
+        if self.deltas is None:
+            self.deltas = RowBuffer(n)
+        if self.steps_total is None:
+            self.steps_total = np.zeros(n, dtype=np.int64)
+            self.steps_min = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+            self.steps_max = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+
+    @property
+    def count(self) -> int:
+        return len(self.deltas)
 
     def add(self, record: AttributionRecord) -> None:
         if list(record.layers) != list(self.layers):
             raise ValueError(f"record {record.example_id!r} has layers {record.layers}, expected {self.layers}")
         self.deltas.append(np.asarray(record.delta, dtype=np.float64).reshape(len(self.layers)))
-        self.steps.append(np.asarray(record.steps, dtype=np.int64).reshape(len(self.layers)))
+        steps = np.asarray(record.steps, dtype=np.int64).reshape(len(self.layers))
+        self.steps_total += steps
+        np.minimum(self.steps_min, steps, out=self.steps_min)
+        np.maximum(self.steps_max, steps, out=self.steps_max)
 
     def summary(self) -> np.ndarray:
         """[n_layers, len(COLUMNS)]: δ median, p95, max, share of examples with δ > threshold; steps mean/min/max.
 
         Undefined gaps (NaN: F(h) = F(b)) are left out of the δ statistics.
         """
-        if not self.deltas:
+        if self.count == 0:
             raise ValueError("no examples were added; cannot summarise completeness")
-        d = np.stack(self.deltas)  # [n_examples, n_layers]
-        s = np.stack(self.steps).astype(np.float64)  # [n_examples, n_layers]
+        d = self.deltas.array()  # [n_examples, n_layers]
         defined = (~np.isnan(d)).sum(axis=0)  # [n_layers]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a layer with no defined δ gives NaN, as it should
             stats = [np.nanmedian(d, axis=0), np.nanpercentile(d, 95, axis=0), np.nanmax(d, axis=0)]
         above = np.where(defined > 0, (d > self.threshold).sum(axis=0) / np.maximum(defined, 1), np.nan)
-        return np.stack([*stats, above, s.mean(axis=0), s.min(axis=0), s.max(axis=0)], axis=1)
+        steps = [self.steps_total / self.count, self.steps_min.astype(np.float64), self.steps_max.astype(np.float64)]
+        return np.stack([*stats, above, *steps], axis=1)

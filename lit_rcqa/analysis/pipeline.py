@@ -23,7 +23,7 @@ from lit_rcqa.analysis.completeness import CompletenessAccumulator
 from lit_rcqa.analysis.divergence import JSDAccumulator
 from lit_rcqa.analysis.evidence import EvidenceAccumulator
 from lit_rcqa.analysis.flips import FlipAccumulator
-from lit_rcqa.analysis.quantifiers import NumericShareAccumulator, is_quantifier_question
+from lit_rcqa.analysis.quantifiers import NumericShareAccumulator, OutcomeAccumulator, is_quantifier_question
 from lit_rcqa.analysis.roles import RoleAccumulator
 from lit_rcqa.analysis.sections import SECTION_BUILDERS, completeness_section
 from lit_rcqa.analysis.words import record_words
@@ -95,7 +95,7 @@ class _Pass:
                 self.jsd[f"jsd_{variant}_k{k}"] = JSDAccumulator(L, variant, k)
         self.roles = RoleAccumulator(L, self.top_k, self.window)
         self.numeric = {group: NumericShareAccumulator(L, self.top_k) for group in ("quantifier", "other")}
-        self.quantifier_rows: list[tuple[bool, float, float]] = []     # (is quantifier, EM %, confidence)
+        self.outcomes = OutcomeAccumulator()   # (is quantifier, EM %, confidence) per question
         self.flips = FlipAccumulator(L)
         self.flips_without_ids = 0
         self.evidence = EvidenceAccumulator(L)
@@ -115,7 +115,7 @@ class _Pass:
             quantifier = is_quantifier_question(record.question)
             self.numeric["quantifier" if quantifier else "other"].add(record)
             em = 100.0 * max_over_golds(exact_match_score, record.pred_text, list(record.gold_texts))
-            self.quantifier_rows.append((quantifier, em, confidence))
+            self.outcomes.add(quantifier, em, confidence)
         if "flips" in self.chosen and self.adapter is not None:
             if record.input_ids is None:
                 self.flips_without_ids += 1

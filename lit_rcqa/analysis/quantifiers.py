@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lit_rcqa.analysis.rows import RowBuffer
 from lit_rcqa.analysis.words import answer_word_indices, record_words, top_word_indices
 from lit_rcqa.attribution.record import AttributionRecord
 
@@ -137,3 +138,24 @@ def quantifier_summary(is_quantifier, em, confidence) -> dict[str, GroupSummary]
             confidence_mean=float(confidence[mask].mean()) if n else float("nan"),
             confidence_median=float(np.median(confidence[mask])) if n else float("nan"))
     return out
+
+
+class OutcomeAccumulator:
+    """Per question (quantifier or not, EM, confidence) for `quantifier_summary`.
+
+    The confidence median needs every value, so each question is one float64 row of three numbers in a
+    `RowBuffer` (24 bytes), never a Python tuple per question.
+    """
+
+    def __init__(self):
+        self.rows = RowBuffer(3)  # [n_questions, 3]: is quantifier (0/1), EM, confidence
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, is_quantifier: bool, em: float, confidence: float) -> None:
+        self.rows.append((float(bool(is_quantifier)), em, confidence))
+
+    def summary(self) -> dict[str, GroupSummary]:
+        rows = self.rows.array()
+        return quantifier_summary(rows[:, 0] > 0, rows[:, 1], rows[:, 2])

@@ -11,7 +11,6 @@ from tqdm.auto import tqdm
 
 from lit_rcqa.analysis.completeness import COLUMNS as COMPLETENESS_COLUMNS
 from lit_rcqa.analysis.embeddings import record_categories, tsne_points
-from lit_rcqa.analysis.quantifiers import quantifier_summary
 from lit_rcqa.analysis.roles import ROLES
 from lit_rcqa.plots.heatmap import plot_jsd_heatmap
 from lit_rcqa.plots.layers import plot_layer_series, plot_role_shares
@@ -85,8 +84,7 @@ def quantifiers_section(state, out, summary, **_) -> Section:
         _layer_rows(state.layers, q[0], q[1], o[0], o[1]),
         meta={"k": state.top_k, "n_quantifier": state.numeric["quantifier"].n_examples,
               "n_other": state.numeric["other"].n_examples, "detector": "rule-based (CD stand-in)"}))
-    flags, em, conf = (np.array(c) for c in zip(*state.quantifier_rows))
-    groups = quantifier_summary(flags, em, conf)
+    groups = state.outcomes.summary()
     rows = [[g, s.n, s.em, s.confidence_mean, s.confidence_median] for g, s in groups.items()]
     section.tables.append(out.table("quantifier_summary", ["group", "n", "em", "confidence_mean", "confidence_median"],
                                     rows))

@@ -46,13 +46,7 @@ def _features_result(r: dict) -> dict:
     return result("features", BENCHES["features"][1], rows, r)
 
 
-def _ig_result(r: dict) -> dict:
-    rows = [row(f"IG all layers, m={r['steps']} {r['method']} (s/example)", "s/example", r["ours_s_per_example"],
-                r["captum_s_per_example"], higher_is_better=False, target=1.4)]
-    return result("ig", BENCHES["ig"][1], rows, r)
-
-
-ADAPTERS = {"features": _features_result, "ig": _ig_result}
+ADAPTERS = {"features": _features_result}
 
 
 def bench_argv(name: str, size: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Fine-tuning throughput and quality: our train.py path vs transformers' Trainer set up as run_qa.py does.
 
-    python -m bench.bench_train --quick     # 2 CPU cores, a few minutes: 10 steps x batch 16 per side per repeat
+    python -m bench.bench_train --quick     # 2 CPU cores, ~6 minutes: 6 steps x batch 8 per side per repeat
     python -m bench.bench_train --full      # a GPU: bf16 + TF32, 2,000 steps x batch 32, full dev set
                                             # (3 sides x 3 runs: expect roughly 15-20 minutes on one H100)
     python -m bench.bench_train --steps 4 --repeats 1 --dev-questions 20 --train-questions 200   # a toy size
@@ -54,8 +54,8 @@ DEV_FILE = SHARED_DATA / "dev-v1.1.json.gz"
 
 @dataclass
 class Settings:
-    steps: int = 10  # optimizer steps per side per repeat (--quick; the defaults are the --quick sizes)
-    batch_size: int = 16
+    steps: int = 6  # optimizer steps per side per repeat (--quick; the defaults are the --quick sizes)
+    batch_size: int = 8
     repeats: int = 2  # timed A B rounds after the warm-up
     warmup_run_steps: int = 2  # steps of the untimed warm-up run per side
     max_seq_length: int = 384  # run_qa.py's default
@@ -66,7 +66,7 @@ class Settings:
     max_grad_norm: float = 1.0
     seed: int = 0
     threads: int = field(default_factory=torch.get_num_threads)
-    dev_questions: int = 200  # the first N questions of the v1.1 dev set (fixed slice)
+    dev_questions: int = 100  # the first N questions of the v1.1 dev set (fixed slice)
     train_questions: int | None = None  # None: all 11,877 questions of the subset
     eval_batch_size: int = 64
     bf16: bool = False  # GPU only: bf16 autocast on both sides, TF32 matmuls
@@ -364,7 +364,7 @@ def epoch_padding(lengths: list[int], s: Settings) -> dict[str, dict[str, float]
 def parse(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="CPU: 10 steps x batch 16, 2 repeats, 200 dev questions")
+    size.add_argument("--quick", action="store_true", help="CPU: 6 steps x batch 8, 2 repeats, 100 dev questions")
     size.add_argument("--full", action="store_true", help="GPU: 2,000 steps x batch 32, bf16/TF32, the full dev set")
     for name in ("steps", "batch_size", "repeats", "dev_questions", "train_questions", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)

@@ -122,6 +122,8 @@ def equal_settings(model, adapter, examples, spans, args) -> dict:
     settings = IGSettings(steps=args.steps, method=args.method)
     ours_s, captum_s, agreement, deltas = [], [], [], []
     for example, span in zip(examples, spans):
+        ours(model, example, settings)  # warm-up at the timed shapes: the first pass of a shape costs more
+        captum_all_layers(model, adapter, example, span, args.steps, args.method)
         for _ in range(args.rounds):  # alternate A B
             seconds, res = timed(args.device, ours, model, example, settings)
             ours_s.append(seconds)
@@ -179,7 +181,7 @@ def equal_accuracy(model, adapter, examples, spans, args) -> dict:
     tol = IGSettings(tolerance=chosen, max_steps=args.max_steps)
     ours_s, ours_deltas, ours_steps = [], [], []
     for example in examples:
-        ours(model, example, IGSettings(steps=4))  # warm-up
+        ours(model, example, tol)  # warm-up at the timed shapes
         seconds, res = timed(args.device, ours, model, example, tol)
         ours_s.append(seconds)
         ours_deltas.append(res.delta)
@@ -206,6 +208,7 @@ def equal_accuracy(model, adapter, examples, spans, args) -> dict:
                                           f"{[layer_name(i) for i in pending]}"}
     start = grid.index(max(need.values()))
     for m in grid[start:]:
+        captum_all_layers(model, adapter, examples[0], spans[0], m, "gausslegendre")  # warm-up at this m
         captum_s, captum_deltas = [], []
         for example, span in zip(examples, spans):
             seconds, (_, gaps) = timed(args.device, captum_all_layers, model, adapter, example, span, m,
@@ -235,7 +238,7 @@ def padded(model, adapter, examples, spans, args) -> dict:
     settings = IGSettings(steps=args.steps, method=args.method)
     ours_s, captum_s = [], []
     for example, span in zip(examples, spans):
-        captum_all_layers(model, adapter, example, span, 2, args.method, pad_to=args.pad_to)  # warm-up
+        captum_all_layers(model, adapter, example, span, args.steps, args.method, pad_to=args.pad_to)  # warm-up
         for _ in range(args.rounds):
             ours_s.append(timed(args.device, ours, model, example, settings)[0])
             captum_s.append(timed(args.device, captum_all_layers, model, adapter, example, span, args.steps,
@@ -248,7 +251,7 @@ def padded(model, adapter, examples, spans, args) -> dict:
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="2 CPU cores: 1 example of 100-130 tokens, 1 round")
+    size.add_argument("--quick", action="store_true", help="2 CPU cores: 1 example of 100-130 tokens, 3 rounds")
     size.add_argument("--full", action="store_true", help="a GPU: 16 examples, 3 rounds")
     parser.add_argument("--examples", type=int, default=None, help="default 3 (quick 1, full 16)")
     parser.add_argument("--rounds", type=int, default=None, help="timed A B rounds per example (default 2)")
@@ -267,7 +270,7 @@ def parse(argv):
     parser.add_argument("--pad-to", type=int, default=384)
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
-    size = {"examples": 1, "rounds": 1, "tokens": "100,130"} if args.quick else \
+    size = {"examples": 1, "rounds": 3, "tokens": "100,130"} if args.quick else \
         {"examples": 16, "rounds": 3, "tokens": "170,190"} if args.full else \
         {"examples": 3, "rounds": 2, "tokens": "170,190"}
     for name, value in size.items():  # flags given explicitly win over the size's defaults

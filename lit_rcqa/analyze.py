@@ -59,7 +59,7 @@ class AnalyzeConfig:
     max_batch_tokens: int = _opt(16384, "interpolation rows x tokens per forward/backward chunk (memory)")
     hidden_examples: int = _opt(200, "store hidden states of the first N examples (t-SNE)")
     hidden_dtype: Literal["float16", "float32"] = _opt("float16", "dtype of the stored hidden states")
-    accelerator: str = _opt("cpu", "Lightning accelerator (the IG core runs on CPU tensors)")
+    accelerator: str = _opt("cpu", "Lightning accelerator: cpu, gpu (IG runs on that device), auto")
     devices: Union[int, str] = _opt(1, "Lightning devices, e.g. 2 with --strategy ddp")
     strategy: str = _opt("auto", "Lightning strategy, e.g. ddp")
     skip_ig: bool = _opt(False, "reuse the existing shards in --out; run only the analyses")

@@ -14,8 +14,8 @@ where (ŝ, ê) is the model's own best span (or a given one) and (α_k, w_k) com
 With `tolerance`, step 3 walks a refinement schedule (`rules.refinement_schedule`; by default Gauss–Legendre
 with 5, 10, 20, … points) until δ_ℓ ≤ tolerance or `max_steps` gradient evaluations, and records the
 evaluations used per layer (a nested rule such as "romberg" only evaluates the new points of each level).
-The layers then run top-down, and a doubling schedule starts each layer at the points the layer above ended
-with, since lower layers converge more slowly: the coarse levels a lower layer would fail are skipped.
+The layers then run top-down, and each layer's schedule starts at the points the layer above ended with,
+since lower layers converge more slowly: the coarse levels a lower layer would fail are skipped.
 
 Usage:  result = integrated_gradients(model, input_ids, token_type_ids=tt, layers="all", passage=(p0, p1))
 """
@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
-from lit_rcqa.attribution.rules import (DEFAULT_RULE, NESTED_RULES, REFINEMENT_RULES, RULES, RefinementLevel,
-                                        integration_rule, refinement_schedule)
+from lit_rcqa.attribution.rules import (DEFAULT_RULE, REFINEMENT_RULES, RULES, RefinementLevel, integration_rule,
+                                        refinement_schedule)
 from lit_rcqa.errors import UserError
 
 Baseline = torch.Tensor | Callable[[int, torch.Tensor], torch.Tensor] | None
@@ -144,12 +144,10 @@ class _LayerIG:
         bounds = np.linspace(0, len(alphas), n_chunks + 1).round().astype(int)  # equal chunks: no tiny last one
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             a, w, g = alphas[lo:hi], weights[lo:hi], generations[lo:hi]
-            x = self.b + a[:, None, None] * self.diff                           # [k, T, d]
             first = self.baseline_value is None
-            if first:  # F(b) rides along as row 0 with weight 0: on a GPU a pass of its own costs as much
-                x = torch.cat([self.b[None], x])
-                w = torch.cat([w.new_zeros(1), w])
-            x.requires_grad_(True)
+            if first:  # F(b) rides along as row 0 (α = 0, weight 0): on a GPU a pass of its own costs as much
+                a, w = torch.cat([a.new_zeros(1), a]), torch.cat([w.new_zeros(1), w])
+            x = (self.b + a[:, None, None] * self.diff).requires_grad_(True)  # [k(+1), T, d]
             start, end = self.adapter.forward_from(self.layer, x)               # [k(+1), T] each
             f = _target(start, end, *self.span, self.settings.target)          # [k(+1)]
             # rows are independent, so the gradient of Σ_k w_k F_k w.r.t. x holds each row's weighted gradient
@@ -230,10 +228,10 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     steps = np.zeros(n, np.int32)
     if settings.tolerance is None:
         alphas, weights = integration_rule(settings.method, settings.steps)
-        schedule = lambda: iter([RefinementLevel(alphas, weights, np.zeros(len(alphas), int), np.ones(1),
-                                                 len(alphas))])
+        schedule = lambda start: iter([RefinementLevel(alphas, weights, np.zeros(len(alphas), int), np.ones(1),
+                                                       len(alphas), len(alphas))])
     else:
-        schedule = lambda: refinement_schedule(settings.refine_method, start, settings.max_steps)
+        schedule = lambda start: refinement_schedule(settings.refine_method, start, settings.max_steps)
     # With a tolerance the layers run top-down and each starts its schedule at the number of points the layer
     # above ended with (lower layers need at least as many, as measured): no wasted coarse levels below.
     start = settings.min_steps
@@ -244,7 +242,7 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
         b = torch.zeros_like(h) if baseline is None else (
             baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h))
         layer_ig = _LayerIG(adapter, index, h, b, span, settings)
-        for level in schedule():
+        for level in schedule(start):
             layer_ig.add(level)
             f_b[row] = layer_ig.baseline_value
             ig = layer_ig.attribution(level.coeffs)  # [T, d]
@@ -253,8 +251,7 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
             steps[row] = level.steps
             if settings.tolerance is not None and delta[row] <= settings.tolerance:
                 break
-        start = min(settings.max_steps, max(settings.min_steps, len(level.new_alphas))) if settings.refine_method in RULES and \
-            settings.refine_method not in NESTED_RULES else settings.min_steps
+        start = min(settings.max_steps, max(settings.min_steps, level.points))
         importance[row] = ig.norm(dim=-1).cpu().numpy()
         signed[row] = ig.sum(dim=-1).cpu().numpy()
 

@@ -93,6 +93,7 @@ class RefinementLevel:
     new_generations:  [n_new] int, the generation each new point's gradient is added to
     coeffs:           [n_generations] the estimate at this level = Σ_g coeffs[g] · generation_sum[g]
     steps:            total number of distinct points evaluated up to and including this level
+    points:           number of points of this level's own rule (a nested level's estimate uses all of them)
     """
 
     new_alphas: np.ndarray
@@ -100,6 +101,7 @@ class RefinementLevel:
     new_generations: np.ndarray
     coeffs: np.ndarray
     steps: int
+    points: int
 
 
 def _trapezoid_generation_coeffs(level: int) -> np.ndarray:
@@ -148,7 +150,8 @@ def refinement_schedule(name: str, start_steps: int = 5, max_steps: int = 257) -
         while 2 ** level + 1 <= max_steps:
             coeffs = romberg_coeffs(level) if name == "romberg" else _trapezoid_generation_coeffs(level)
             alphas = np.concatenate(new)
-            yield RefinementLevel(alphas, np.ones(len(alphas)), np.concatenate(gens), coeffs, 2 ** level + 1)
+            yield RefinementLevel(alphas, np.ones(len(alphas)), np.concatenate(gens), coeffs, 2 ** level + 1,
+                                  2 ** level + 1)
             level += 1
             new, gens = [_nested_new_points(level)], [np.full(2 ** (level - 1), level)]
         return
@@ -160,7 +163,7 @@ def refinement_schedule(name: str, start_steps: int = 5, max_steps: int = 257) -
         total += len(alphas)
         coeffs = np.zeros(level + 1)
         coeffs[-1] = 1.0
-        yield RefinementLevel(alphas, weights, np.full(len(alphas), level), coeffs, total)
+        yield RefinementLevel(alphas, weights, np.full(len(alphas), level), coeffs, total, len(alphas))
         if name == "seed":
             return
         level += 1

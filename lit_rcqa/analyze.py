@@ -141,14 +141,8 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
         options = IGOptions(layers=cfg.layers, num_examples=cfg.num_examples, explain=cfg.explain,
                             baseline=cfg.baseline, hidden_examples=cfg.hidden_examples, hidden_dtype=cfg.hidden_dtype,
                             batch_size=cfg.batch_size, accelerator=cfg.accelerator, devices=cfg.devices,
-                            strategy=cfg.strategy, progress=cfg.progress)
-        # AttributionSystem runs the whole model once per example (its windows' logits) before that example's
-        # IG: the one example boundary in the prediction loop that this file can reach without editing it.
-        hook = model.register_forward_pre_hook(release_freed_memory)
-        try:
-            ig = run_ig(run, out, settings, options, model=model)
-        finally:
-            hook.remove()
+                            strategy=cfg.strategy, progress=cfg.progress, after_example=release_freed_memory)
+        ig = run_ig(run, out, settings, options, model=model)
         if not ig.is_global_zero:
             return 0
     resolved = dataclasses.replace(cfg, run=str(run.run_dir), out=str(out))

@@ -18,7 +18,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 from lightning.pytorch import LightningDataModule, Trainer
@@ -125,6 +125,7 @@ class IGOptions:
     devices: Any = 1
     strategy: str = "auto"
     progress: bool = True
+    after_example: Optional[Callable[[], None]] = None  # called after each example's IG (process upkeep)
 
 
 @dataclass
@@ -242,7 +243,7 @@ def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: 
     # 5. the prediction loop
     system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), explain=options.explain,
                                baseline=options.baseline, hidden_examples=options.hidden_examples,
-                               hidden_dtype=options.hidden_dtype)
+                               hidden_dtype=options.hidden_dtype, after_example=options.after_example)
     callbacks = [IGShardWriter(out_dir)] + ([ExampleProgress(len(todo))] if options.progress else [])
     trainer = Trainer(accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
                       inference_mode=False, logger=False, enable_checkpointing=False, enable_model_summary=False,

@@ -14,7 +14,7 @@ job of `callbacks.ig_writer.IGShardWriter`. Per example, `predict_step`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -124,13 +124,15 @@ class AttributionSystem(LightningModule):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, layers: list[int], settings: IGSettings, *,
                  post: PostprocessSettings = PostprocessSettings(), explain: Explain = "predicted",
-                 baseline: BaselineKind = "zero", hidden_examples: int = 200, hidden_dtype: str = "float16"):
+                 baseline: BaselineKind = "zero", hidden_examples: int = 200, hidden_dtype: str = "float16",
+                 after_example: Callable[[], None] | None = None):
         super().__init__()
         self.model = model.eval().requires_grad_(False)  # IG differentiates w.r.t. hidden states only
         self.adapter = EncoderAdapter(self.model)
         self.tokenizer, self.layer_indices, self.settings = tokenizer, list(layers), settings
         self.post, self.explain, self.baseline = post, explain, baseline
         self.hidden_examples, self.hidden_dtype = hidden_examples, np.dtype(hidden_dtype)
+        self.after_example = after_example  # e.g. the caller handing freed memory back between examples
 
     @torch.no_grad()
     def _window_logits(self, features: Features) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -192,7 +194,12 @@ class AttributionSystem(LightningModule):
 
     @override
     def predict_step(self, batch: list[ExampleItem], batch_idx: int, dataloader_idx: int = 0) -> list[ExampleResult]:
-        return [self.explain_example(item) for item in batch]
+        results = []
+        for item in batch:
+            results.append(self.explain_example(item))
+            if self.after_example is not None:
+                self.after_example()
+        return results
 
     @override
     def on_predict_end(self) -> None:

@@ -128,8 +128,7 @@ class QAModule(LightningModule):
         predictions, nbest = self._postprocess(split, self._val_outputs)
         self._val_outputs = []
         ids = list(predictions)
-        gold_texts = split.gold_texts
-        golds = [gold_texts[i] for i in ids]
+        golds = [split.gold_texts[i] for i in ids]  # cached on the split
         self.val_metrics.update([predictions[i] for i in ids], golds)
         metrics = {k: float(v) for k, v in self.val_metrics.compute().items()}  # synced over ranks
         self.val_metrics.reset()

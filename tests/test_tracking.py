@@ -1,0 +1,102 @@
+"""The tracker: W&B online exactly when wandb has credentials (no server contacted to decide), else offline and fast."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from lit_rcqa import tracking
+
+# The whole offline run (wandb starting its service process included) took 0.3-7 s on a loaded 2-core
+# machine; one request to the unreachable host would wait for a connect timeout (30 s and more) instead.
+RUN_SECONDS = 20.0
+KEY = "a1b2c3d4e5" * 4  # the shape of a W&B API key (40 characters); never sent anywhere
+
+
+@pytest.fixture
+def clean_home(tmp_path, monkeypatch):
+    """A HOME with no netrc and no wandb settings, no WANDB_* variables, the working folder empty."""
+    for name in list(os.environ):
+        if name.startswith("WANDB_") or name == "NETRC":
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(home / ".config" / "wandb"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+def write_netrc(home: Path, machine: str) -> Path:
+    path = home / ".netrc"
+    path.write_text(f"machine {machine}\n  login user\n  password {KEY}\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_wandb_login_netrc_entry_means_online(clean_home):
+    assert tracking.wandb_mode() == "offline"  # nothing yet
+    write_netrc(clean_home, "api.wandb.ai")   # what `wandb login` writes
+    assert tracking.wandb_mode() == "online"
+
+
+def test_netrc_named_by_the_NETRC_variable_counts(clean_home, tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.setenv("NETRC", str(write_netrc(other, "api.wandb.ai")))
+    assert tracking.wandb_mode() == "online"
+
+
+def test_a_netrc_entry_for_another_host_is_not_credentials(clean_home, monkeypatch):
+    write_netrc(clean_home, "example.org")
+    assert tracking.wandb_mode() == "offline"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://example.org")  # a private W&B server on that host
+    assert tracking.wandb_mode() == "online"
+
+
+def test_api_key_variable_means_online(clean_home, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    assert tracking.wandb_mode() == "online"
+
+
+def test_offline_settings_win_over_credentials(clean_home, monkeypatch):
+    write_netrc(clean_home, "api.wandb.ai")
+    settings = clean_home / ".config" / "wandb" / "settings"
+    settings.parent.mkdir(parents=True)
+    settings.write_text("[default]\nmode = offline\n")  # what `wandb offline` writes
+    assert tracking.wandb_mode() == "offline"
+    settings.write_text("[default]\n")                  # `wandb online` clears it
+    assert tracking.wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert tracking.wandb_mode() == "offline"
+
+
+def test_without_credentials_a_run_is_offline_and_never_touches_the_network(clean_home, tmp_path, monkeypatch):
+    """No credentials: the run is offline. The W&B host and every proxy are an address where a connection hangs
+    (TEST-NET-1, never routed): any request would stall the run for wandb's timeouts (tens of seconds)."""
+    blackhole = "http://192.0.2.1:9"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, blackhole)
+    monkeypatch.setenv("WANDB_BASE_URL", blackhole)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    from lightning.pytorch.loggers import WandbLogger  # noqa: F401  (imported before the clock starts)
+
+    decided = time.perf_counter()
+    assert tracking.wandb_mode() == "offline"
+    assert time.perf_counter() - decided < 1.0  # the decision reads files only
+    started = time.perf_counter()
+    logger = tracking.build_logger("wandb", tmp_path / "run", "offline-test", "lit_rcqa-test", job_type="train")
+    logger.log_metrics({"x": 1.0}, step=0)
+    where = tracking.finish(logger)
+    seconds = time.perf_counter() - started
+    assert where.startswith("wandb sync ") and "offline-run-" in where
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert seconds < RUN_SECONDS, f"{seconds:.1f} s"

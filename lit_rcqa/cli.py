@@ -20,7 +20,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from typing_extensions import override
 
-from lit_rcqa import runs, tracking
+from callbacks.train_monitors import EveryStepLearningRateMonitor, Throughput
+from lit_rcqa import console, runs, tracking
 from lit_rcqa.data.datamodule import QADataModule
 from lit_rcqa.errors import UserError
 from lit_rcqa.model import QAModule
@@ -99,10 +100,13 @@ class RCQACLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         kwargs["default_root_dir"] = str(self.run_dir)
         if trainer_config.get("logger") in (None, True):
-            self.logger = tracking.build_logger(opts.logger, self.run_dir, opts.name, opts.wandb_project)
+            self.logger = tracking.build_logger(opts.logger, self.run_dir, opts.name, opts.wandb_project,
+                                                group=opts.name, job_type="train" if self.subcommand == "fit" else "validate")
             kwargs["logger"] = self.logger if self.logger is not None else False
         else:
             self.logger = trainer_config["logger"]
+        if self.subcommand == "fit" and self.logger:
+            callbacks += [EveryStepLearningRateMonitor(), Throughput()]
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -129,11 +133,12 @@ class RCQACLI(LightningCLI):
                        model=module.hparams.model_name_or_path)
         write_run_outputs(self.run_dir, module.model, self.datamodule.tokenizer, predictions, nbest, metrics,
                           save_model=self.subcommand == "fit")
-        tracking.log_summary(self.trainer.logger, {f"final/{k}": v for k, v in metrics.items()})
-        tracking.finish(self.trainer.logger)
+        throughput = next((c.summary() for c in self.trainer.callbacks if isinstance(c, Throughput)), {})
+        tracker = tracking.close_training_run(self.trainer.logger, self.run_dir, self.config[self.subcommand].run.name,
+                                              metrics, throughput, log_model=self.subcommand == "fit")
         runs.set_status(self.run_dir, "complete", metrics={k: metrics[k] for k in ("exact_match", "f1", "total")},
-                        checkpoint=best_checkpoint)
-        print_summary(self.run_dir, metrics, time.time() - self._started)
+                        checkpoint=best_checkpoint, tracker=tracker)
+        print_summary(self.run_dir, metrics, time.time() - self._started, tracker=tracker.get("location", ""))
 
 
 def _default_subcommand(argv: list[str]) -> list[str]:
@@ -145,6 +150,7 @@ def _default_subcommand(argv: list[str]) -> list[str]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
+    console.quiet_libraries()
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # keep stderr for what matters
     argv = _default_subcommand(list(sys.argv[1:] if argv is None else argv))
     default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.exists() else []

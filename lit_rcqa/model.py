@@ -30,7 +30,7 @@ def load_qa_model(model_name_or_path: str):
     from transformers.utils import logging as hf_logging
 
     path = resolve_model_path(model_name_or_path)
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the QA head is new when starting from an encoder: expected, not news
     hf_logging.disable_progress_bar()
     try:
@@ -40,7 +40,8 @@ def load_qa_model(model_name_or_path: str):
         raise UserError(f"model {model_name_or_path!r}: cannot load ({first})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+        if bars:  # as they were: train.py turns transformers' own bars off
+            hf_logging.enable_progress_bar()
 
 
 def decoupled_weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ def write_run_outputs(run_dir: Path, model, tokenizer, predictions: dict[str, st
     write_json_atomic(run_dir / "metrics.json", metrics)
 
 
-def print_summary(run_dir: Path, metrics: dict[str, Any], seconds: float) -> None:
+def print_summary(run_dir: Path, metrics: dict[str, Any], seconds: float, tracker: str = "") -> None:
     rows = [("exact match", f"{metrics.get('exact_match', float('nan')):.2f}"),
             ("F1", f"{metrics.get('f1', float('nan')):.2f}"),
             ("questions", str(metrics.get("total", ""))),
@@ -48,5 +48,7 @@ def print_summary(run_dir: Path, metrics: dict[str, Any], seconds: float) -> Non
             ("model", str(metrics.get("model", ""))),
             ("wall time", f"{seconds / 60:.1f} min"),
             ("run directory", str(run_dir))]
+    if tracker:  # the W&B run's URL, or the command that uploads an offline run
+        rows.append(("tracker", tracker))
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows) + "\n", flush=True)

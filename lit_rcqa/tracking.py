@@ -290,6 +290,23 @@ def log_model_artifact(logger, run_dir: Path, run_name: str, metadata: Mapping[s
     return {"name": artifact.name, "type": MODEL_ARTIFACT_TYPE, "digest": artifact.digest}
 
 
+def close_training_run(logger, run_dir: Path, run_name: str, metrics: Mapping[str, Any],
+                       extra_summary: Mapping[str, Any] | None = None, *, log_model: bool) -> dict[str, Any]:
+    """The end of a train.py run on the tracker: final numbers into the summary, the `model` artifact (fit),
+    the run closed. Returns what run.json keeps about it: kind, id, mode, location, model artifact."""
+    if logger is None:
+        return {}
+    log_summary(logger, {**{f"final/{k}": v for k, v in metrics.items()}, **dict(extra_summary or {})})
+    info = run_info(logger)
+    if log_model:
+        keep = {k: metrics[k] for k in ("exact_match", "f1", "total", "data", "model") if k in metrics}
+        artifact = log_model_artifact(logger, run_dir, run_name, keep)
+        if artifact:
+            info["model_artifact"] = artifact
+    finish(logger)
+    return info
+
+
 def use_model_artifact(logger, run_dir: Path, run_name: str) -> dict[str, Any]:
     """Declare the explained model as this run's input. Online, `use_artifact` (built from the files: the
     same digest resolves to the version training logged). Offline, W&B refuses `use_artifact`; the name and

@@ -183,43 +183,9 @@ def log_summary(logger, values: dict[str, Any]) -> None:
     logger.save()
 
 
-def log_figures(logger, figures: dict[str, Any], step: Optional[int] = None) -> None:
-    """Matplotlib figures as images (W&B) or TensorBoard figures; the CSV logger keeps only the files."""
-    if logger is None or not figures:
-        return
-    kind = type(logger).__name__
-    if kind == "WandbLogger":
-        import wandb
-
-        logger.experiment.log({name: wandb.Image(fig) for name, fig in figures.items()})
-    elif kind == "TensorBoardLogger":
-        for name, fig in figures.items():
-            logger.experiment.add_figure(name, fig, global_step=step or 0)
-
-
-def log_tables(logger, tables: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
-    """Tables given as (columns, rows): `wandb.Table`s, or TensorBoard text."""
-    if logger is None or not tables:
-        return
-    kind = type(logger).__name__
-    if kind == "WandbLogger":
-        for name, (columns, rows) in tables.items():
-            logger.log_table(key=name, columns=list(columns), data=[list(r) for r in rows])
-    elif kind == "TensorBoardLogger":
-        for name, (columns, rows) in tables.items():
-            logger.experiment.add_text(name, _markdown_table(columns, rows))
-
-
 def _markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     text = "| " + " | ".join(map(str, columns)) + " |\n|" + "---|" * len(columns) + "\n"
     return text + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
-
-
-def log_html(logger, name: str, html: str) -> None:
-    if _is_wandb(logger):
-        import wandb
-
-        logger.experiment.log({name: wandb.Html(html, inject=False)})
 
 
 def finish(logger) -> str:
@@ -353,10 +319,11 @@ class Dashboard:
         self._once: dict[str, Any] = {}
 
     def _put(self, key: str, value: Any, layer: Optional[str]) -> None:
-        if layer is None:
-            self._once[key] = value
-        else:
-            self._per_layer[self.layers.index(layer)][key] = value
+        target = self._once if layer is None else self._per_layer[self.layers.index(layer)]
+        if key in target or (layer is None and any(key in frames for frames in self._per_layer)) \
+                or (layer is not None and key in self._once):
+            raise ValueError(f"tracker key {key!r} is used twice")  # one would silently replace the other
+        target[key] = value
 
     def image(self, key: str, path: Path, layer: Optional[str] = None, caption: str = "") -> None:
         """A PNG file; with `layer`, one frame of `key`'s layer slider."""

@@ -51,21 +51,23 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 class ArtifactWriter:
-    """Writes `<out>/figures/*.png`, `<out>/tables/*.{csv,json}` and pages; logs each to `logger` if given."""
+    """Writes `<out>/figures/*.png`, `<out>/tables/*.{csv,json}` and pages; sends each to `tracker` if given."""
 
-    def __init__(self, out_dir: Path, logger=None, prefix: str = "analysis"):
+    def __init__(self, out_dir: Path, tracker: tracking.Dashboard | None = None, prefix: str = "analysis"):
         self.out_dir = Path(out_dir)
-        self.logger = logger
+        self.tracker = tracker if tracker is not None else tracking.Dashboard(None, [])
         self.prefix = prefix
         self.files: list[str] = []     # paths relative to out_dir, in the order written
         for sub in ("figures", "tables"):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    def figure(self, name: str, fig: Figure, caption: str = "") -> FigureRef:
-        """Save as `figures/<name>.png`, log it as an image, then release the figure's artists."""
+    def figure(self, name: str, fig: Figure, caption: str = "", *, key: str | None = None,
+               layer: str | None = None) -> FigureRef:
+        """Save as `figures/<name>.png`, send it as an image (under `key`, default `name`; with `layer`, as that
+        layer's frame of the key), then release the figure's artists."""
         rel = f"figures/{name}.png"
         _replace_into(self.out_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-        tracking.log_figures(self.logger, {f"{self.prefix}/{name}": fig})
+        self.tracker.image(f"{self.prefix}/{key or name}", self.out_dir / rel, layer, caption)
         fig.clear()
         self.files.append(rel)
         return FigureRef(rel, caption)
@@ -83,7 +85,7 @@ class ArtifactWriter:
         write_text_atomic(self.out_dir / "tables" / f"{name}.csv", buffer.getvalue())
         write_text_atomic(self.out_dir / "tables" / f"{name}.json",
                           json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False))
-        tracking.log_tables(self.logger, {f"{self.prefix}/{name}": (columns, rows)})
+        self.tracker.table(f"{self.prefix}/tables/{name}", columns, rows)  # not the key of the figure `name`
         self.files += [f"tables/{name}.csv", f"tables/{name}.json"]
         return TableData(name, columns, rows, link=f"tables/{name}.csv")
 
@@ -91,5 +93,5 @@ class ArtifactWriter:
         """Write an HTML page under out_dir and log it as HTML under `log_name`."""
         write_text_atomic(self.out_dir / rel, text)
         if log_name:
-            tracking.log_html(self.logger, f"{self.prefix}/{log_name}", text)
+            self.tracker.html(f"{self.prefix}/{log_name}", text)
         self.files.append(rel)

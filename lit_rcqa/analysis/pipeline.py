@@ -3,8 +3,10 @@
 `analyze.py` calls `run_analyses(lambda: store.iter_records(out), out, ...)` after IG. Records stream by
 once; each requested analysis keeps only a running accumulator (plus the few examples shown as t-SNE
 plots and highlighted passages), so memory stays flat however many examples there are. Outputs:
-`<out>/figures/*.png`, `<out>/tables/*.{csv,json}`, `<out>/report.html` (see lit_rcqa.plots.report),
-all logged to `logger` when given (call from rank 0 only). Returns the headline numbers.
+`<out>/figures/*.png`, `<out>/tables/*.{csv,json}` (with `examples`: one row per analysed example),
+`<out>/report.html` (self-contained: see lit_rcqa.plots.report), all sent to `logger` when given (call
+from rank 0 only) through a `tracking.Dashboard`: per-layer figures under one key stepped by layer.
+Returns the headline numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lit_rcqa.analysis.artifacts import ArtifactWriter
 from lit_rcqa.analysis.completeness import CompletenessAccumulator
 from lit_rcqa.analysis.divergence import JSDAccumulator
 from lit_rcqa.analysis.evidence import EvidenceAccumulator
+from lit_rcqa.analysis.examples import example_columns, example_row
 from lit_rcqa.analysis.flips import FlipAccumulator
 from lit_rcqa.analysis.quantifiers import NumericShareAccumulator, OutcomeAccumulator, is_quantifier_question
 from lit_rcqa.analysis.roles import RoleAccumulator
@@ -102,6 +105,9 @@ class _Pass:
         self.completeness = CompletenessAccumulator(L)
         self.tsne_jobs: list[tuple[AttributionRecord, np.ndarray]] = []
         self.highlights: list[str] = []
+        self.highlight_inputs: list[tuple] = []   # (context, word spans, [L, W] importance, title) per shown example
+        self.example_columns = example_columns(self.layers)
+        self.examples: list[list] = []            # one row per record (analysis.examples)
 
     def add(self, record: AttributionRecord, scored: list[str], hidden, confidence, tsne_examples, html_examples):
         self.n += 1
@@ -116,11 +122,14 @@ class _Pass:
             self.numeric["quantifier" if quantifier else "other"].add(record)
             em = 100.0 * max_over_golds(exact_match_score, record.pred_text, list(record.gold_texts))
             self.outcomes.add(quantifier, em, confidence)
+        flips = None
         if "flips" in self.chosen and self.adapter is not None:
             if record.input_ids is None:
                 self.flips_without_ids += 1
             else:
-                self.flips.add(record, self.adapter)
+                flips = self.flips.add(record, self.adapter)
+        words = record_words(record)
+        self.examples.append(example_row(record, words, confidence, self.top_k, flips))
         if "evidence" in self.chosen:
             self.evidence.add(record)
         if "tsne" in self.chosen and len(self.tsne_jobs) < tsne_examples and hidden is not None:
@@ -129,11 +138,11 @@ class _Pass:
             if h is not None:
                 self.tsne_jobs.append((record, h))
         if "html" in self.chosen and len(self.highlights) < html_examples:
-            words = record_words(record)
             gold = " / ".join(record.gold_texts) or "n/a"
             title = f"{record.example_id}: {record.question} — predicted: {record.pred_text} — gold: {gold}"
             self.highlights.append(highlight_html(record.context, words.spans, words.importance, record.layers,
                                                   self.top_k, title))
+            self.highlight_inputs.append((record.context, words.spans, words.importance, title))
 
 
 def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Path, *,
@@ -142,16 +151,20 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
                  layers: Sequence[str] | None = None, top_k: int = 5, jsd_k: Sequence[int] = (2, 5),
                  context_window: int = 5, max_examples: int | None = 1000, tsne_examples: int = 3,
                  html_examples: int = 5, run_info: Mapping[str, Any] | None = None, logger=None,
-                 progress: bool = True) -> dict:
-    """Run the chosen analyses over (at most `max_examples` of) the records; write, log and summarise them."""
+                 progress: bool = True, total: int | None = None) -> dict:
+    """Run the chosen analyses over (at most `max_examples` of) the records; write, log and summarise them.
+
+    `total`: how many records there are, when the caller knows (the progress bar's total); else unknown.
+    """
     chosen = _check_analyses(analyses)
-    out = ArtifactWriter(Path(out_dir), logger)
     adapter = EncoderAdapter(model) if "flips" in chosen and model is not None else None
     # 1. one streaming pass: every accumulator sees each record once
     state: _Pass | None = None
     missing_confidence = 0
     stream = records() if max_examples is None else islice(records(), max_examples)
-    for record in tqdm(stream, total=max_examples, disable=not progress, desc="analyses", unit="ex"):
+    if total is not None and max_examples is not None:
+        total = min(total, max_examples)
+    for record in tqdm(stream, total=total, disable=not progress, desc="analyses", unit="ex"):
         scored = list(record.layers)
         record = select_layers(record, layers)
         if state is None:
@@ -164,6 +177,8 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
         state.add(record, scored, hidden, confidence, tsne_examples, html_examples)
     if state is None:
         raise UserError(f"no attribution records to analyse for {out_dir} (run IG first, or check --out)")
+    dashboard = tracking.Dashboard(logger, state.layers)
+    out = ArtifactWriter(Path(out_dir), dashboard)
     # 2. each analysis: tables and figures, a report section, headline numbers
     summary: dict[str, Any] = {"n_examples": state.n, "layers": state.layers, "analyses": chosen, "notes": []}
     if "flips" in chosen and model is None:
@@ -173,6 +188,10 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
                                 "the softmax start × end probability of the predicted span")
     sections = [SECTION_BUILDERS[name](state, out, summary, progress=progress) for name in chosen]
     sections.append(completeness_section(state, out, summary))
+    out.table("examples", state.example_columns, state.examples,
+              meta={"top_k": top_k, "em_f1": "best over the gold answers, SQuAD v1.1 rules, in %",
+                    "flip": "zeroing the layer's top-1 passage token changed the predicted span (null: not run)",
+                    "gold": "gold answers joined by ' | '"})
     # 3. the report, then the tracker's summary
     settings = {**dict(run_info or {}), "examples analysed": state.n, "layers": state.layers, "analyses": chosen,
                 "top-k words": top_k, "JSD k": list(jsd_k), "context window": context_window,
@@ -181,7 +200,9 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
     if summary["notes"]:
         sections.insert(0, Section("Notes", "Analyses that were skipped or limited, and why.",
                                    notes=list(summary["notes"])))
-    out.page("report.html", render_report(sections, settings), log_name="report")
+    images = {f.path: (out.out_dir / f.path).read_bytes() for s in sections for f in s.figures}
+    out.page("report.html", render_report(sections, settings, images=images), log_name="report")
+    dashboard.flush()
     summary["out_dir"] = str(out.out_dir)
     summary["files"] = list(out.files)
     tracking.log_summary(logger, flatten(summary))

@@ -1,7 +1,8 @@
 """From finished accumulators to outputs: per analysis, its tables and figures, a report section and headline numbers.
 
 Each builder takes the pipeline's pass state (`pipeline._Pass`), an `ArtifactWriter` and the summary
-dict it adds its headline numbers to, and returns the `Section` for the report.
+dict it adds its headline numbers to, and returns the `Section` for the report. Layer series also go to the
+tracker as native line plots (`out.tracker`); per-layer figures as frames of one key stepped by layer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 from lit_rcqa.analysis.completeness import COLUMNS as COMPLETENESS_COLUMNS
 from lit_rcqa.analysis.embeddings import record_categories, tsne_points
 from lit_rcqa.analysis.roles import ROLES
+from lit_rcqa.plots.highlight import highlight_html
 from lit_rcqa.plots.heatmap import plot_jsd_heatmap
 from lit_rcqa.plots.layers import plot_layer_series, plot_role_shares
 from lit_rcqa.plots.report import Section
@@ -26,6 +28,12 @@ def _by_layer(layers, values) -> dict:
 
 def _layer_rows(layers, *columns) -> list[list]:
     return [[name, *(float(c[i]) for c in columns)] for i, name in enumerate(layers)]
+
+
+def _series(out, name: str, series: dict, title: str, y: str) -> None:
+    """The same per-layer lines as the figure, as a native tracker plot (W&B line plot, TensorBoard scalars)."""
+    out.tracker.layer_series(f"{out.prefix}/{name}", {k: np.asarray(v, dtype=float).tolist() for k, v in series.items()},
+                             title, y)
 
 
 def jsd_section(state, out, summary, **_) -> Section:
@@ -57,6 +65,8 @@ def roles_section(state, out, summary, **_) -> Section:
                       f"context (within {state.window} words of it), question words found in the passage, or "
                       "other; each row sums to 100. A rising answer share means the layer closes in on the answer.")
     section.figures.append(out.figure("roles", plot_role_shares(table, state.layers)))
+    _series(out, "roles", {role: table.shares[:, j] for j, role in enumerate(ROLES)}, "Word roles among the top-k words",
+            "share of top-k words (%)")
     section.tables.append(out.table("roles", ["layer", *ROLES], _layer_rows(state.layers, *table.shares.T),
                                     meta={"k": state.top_k, "window": state.window, "n_examples": table.n_examples}))
     summary["roles"] = {role: _by_layer(state.layers, table.shares[:, j]) for j, role in enumerate(ROLES)}
@@ -78,6 +88,8 @@ def quantifiers_section(state, out, summary, **_) -> Section:
     section.figures.append(out.figure("quantifiers", plot_layer_series(
         {f"{g} questions": s[0] for g, s in shares.items()}, state.layers, "numerical words in top-k (%)",
         "Numerical non-answer words reaching the top-k")))
+    _series(out, "quantifiers", {f"{g} questions": s[0] for g, s in shares.items()},
+            "Numerical non-answer words reaching the top-k", "numerical words in top-k (%)")
     q, o = shares["quantifier"], shares["other"]
     section.tables.append(out.table(
         "quantifiers", ["layer", "quantifier_share", "quantifier_topk_share", "other_share", "other_topk_share"],
@@ -88,6 +100,8 @@ def quantifiers_section(state, out, summary, **_) -> Section:
     rows = [[g, s.n, s.em, s.confidence_mean, s.confidence_median] for g, s in groups.items()]
     section.tables.append(out.table("quantifier_summary", ["group", "n", "em", "confidence_mean", "confidence_median"],
                                     rows))
+    out.tracker.bar(f"{out.prefix}/quantifier_em", list(groups), [s.em for s in groups.values()],
+                    "Exact match: quantifier questions and the others", "exact match (%)")
     summary["quantifiers"] = {"numeric_share": _by_layer(state.layers, q[0]),
                               "numeric_share_other": _by_layer(state.layers, o[0]),
                               **{g: {"n": s.n, "em": s.em, "confidence_mean": s.confidence_mean,
@@ -116,6 +130,8 @@ def flips_section(state, out, summary, **_) -> Section:
     section.figures.append(out.figure("flips", plot_layer_series(
         {"top-1 IG token": 100 * top, "random passage token": 100 * rand}, state.layers,
         "predictions changed (%)", "Decision flips after zeroing one token")))
+    _series(out, "flips", {"top-1 IG token": 100 * top, "random passage token": 100 * rand},
+            "Decision flips after zeroing one token", "predictions changed (%)")
     section.tables.append(out.table("flips", ["layer", "top1_rate", "random_rate", "ratio", "n"],
                                     [[n, t, r, x, int(c)] for n, t, r, x, c in
                                      zip(state.layers, top, rand, ratio, acc.n_top1)],
@@ -139,6 +155,8 @@ def evidence_section(state, out, summary, **_) -> Section:
     section.figures.append(out.figure("evidence", plot_layer_series(
         {"IG mass on evidence": share, "chance": np.full(len(share), chance)}, state.layers,
         "share of passage importance", "IG mass on the supporting sentence")))
+    _series(out, "evidence", {"IG mass on evidence": share, "chance": np.full(len(share), chance)},
+            "IG mass on the supporting sentence", "share of passage importance")
     section.tables.append(out.table("evidence", ["layer", "share", "chance"],
                                     _layer_rows(state.layers, share, np.full(len(share), chance)),
                                     meta={"n_examples": acc.count, "skipped": acc.skipped}))
@@ -161,8 +179,10 @@ def tsne_section(state, out, summary, progress=True, **_) -> Section:
         for name, h in zip(state.layers, hidden):  # h: [T, H]
             points = tsne_points(h, TSNE_PERPLEXITY)  # [T, 2]
             panels.append((points, cats, record.tokens))
+            # one key per example, one frame per layer: the tracker's slider walks the layers
             section.figures.append(out.figure(f"{stem}_{name}", plot_tsne(points, cats, record.tokens,
-                                                                         f"{record.example_id} — {name}")))
+                                                                         f"{record.example_id} — {name}"),
+                                              key=f"tsne/{_safe(record.example_id)}", layer=name))
         section.figures.append(out.figure(f"{stem}_grid", plot_tsne_grid(panels, state.layers),
                                           f"{record.example_id}, all layers"))
     summary["tsne"] = {"examples": len(state.tsne_jobs)}
@@ -174,6 +194,11 @@ def html_section(state, out, summary, **_) -> Section:
                       f"The passage once per layer with its top-{state.top_k} words highlighted, darker for a "
                       "higher rank (hover for the importance); the title gives the question, the predicted and "
                       "the gold answer.", html="\n".join(state.highlights))
+    for i, name in enumerate(state.layers):  # the tracker's per-layer view: every shown example at this layer
+        if state.highlight_inputs:
+            out.tracker.html(f"{out.prefix}/highlights_by_layer", "\n".join(
+                highlight_html(context, spans, importance[i:i + 1], [name], state.top_k, title)
+                for context, spans, importance, title in state.highlight_inputs), layer=name)
     if state.highlights:
         out.page("highlights.html", '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
                  f"<title>Top words per layer</title></head><body>\n{section.html}\n</body></html>\n",
@@ -193,6 +218,11 @@ def completeness_section(state, out, summary, **_) -> Section:
         "Completeness gap per layer")))
     section.tables.append(out.table("completeness", ["layer", *COMPLETENESS_COLUMNS],
                                     _layer_rows(state.layers, *stats.T), meta={"threshold": acc.threshold}))
+    _series(out, "completeness", {"median δ": stats[:, 0], "95th percentile δ": stats[:, 1]},
+            "Completeness gap per layer", "completeness gap δ")
+    above = COMPLETENESS_COLUMNS.index("share_above")
+    out.tracker.bar(f"{out.prefix}/completeness_share_above", state.layers, 100 * stats[:, above],
+                    f"Examples with δ above {acc.threshold:g}, per layer", "examples (%)")
     summary["completeness"] = {c: _by_layer(state.layers, stats[:, j]) for j, c in enumerate(COMPLETENESS_COLUMNS)}
     return section
 

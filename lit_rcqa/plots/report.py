@@ -1,13 +1,15 @@
 """One self-contained HTML page that tells an analysis run's story: settings, then every figure and table.
 
-`render_report(sections, run_info)` is pure: it returns the page as a string and writes nothing.
-Figures are linked by relative path (`figures/x.png`, next to `report.html`), with alt text, and every
-table is inlined, so the page still reads without the images. All data is HTML-escaped; only a
+`render_report(sections, run_info, images=...)` is pure: it returns the page as a string and writes nothing.
+Figures whose PNG bytes are given are embedded as `data:` URIs, so the page loads nothing from outside
+itself: it renders inside W&B, as a downloaded file and after its folder moves. A figure without bytes is
+linked by relative path (`figures/x.png`). Every figure has alt text and every table is inlined. All data is HTML-escaped; only a
 section's `html` (markup the plot functions built, which escape their own data) is inserted as is.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -95,19 +97,23 @@ def render_table(table: TableData) -> str:
            f"<tbody>\n{body}\n</tbody></table>"
 
 
-def render_figure(figure: FigureRef) -> str:
+def render_figure(figure: FigureRef, png: bytes | None = None) -> str:
+    """The figure embedded (`png` given) or linked by its relative path."""
     name = figure.path.rsplit("/", 1)[-1]
     caption = _e(name) + (f" — {_e(figure.caption)}" if figure.caption else "")
+    if png is not None:
+        src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        return f'<figure><img src="{src}" alt="{_e(name)}"><figcaption>{caption}</figcaption></figure>'
     return (f'<figure><a href="{_e(figure.path)}"><img src="{_e(figure.path)}" alt="{_e(name)}" loading="lazy">'
             f"</a><figcaption>{caption}</figcaption></figure>")
 
 
-def _render_section(section: Section) -> str:
+def _render_section(section: Section, images: Mapping[str, bytes]) -> str:
     parts = [f'<section id="{_e(_anchor(section.title))}"><h2>{_e(section.title)}</h2>']
     if section.how_to_read:
         parts.append(f'<p class="how">{_e(section.how_to_read)}</p>')
     parts += [f'<p class="note">{_e(n)}</p>' for n in section.notes]
-    parts += [render_figure(f) for f in section.figures]
+    parts += [render_figure(f, images.get(f.path)) for f in section.figures]
     parts += [render_table(t) for t in section.tables]
     if section.html:
         parts.append(section.html)
@@ -122,10 +128,12 @@ def _run_table(run_info: Mapping[str, Any]) -> str:
 
 
 def render_report(sections: Sequence[Section], run_info: Mapping[str, Any],
-                  title: str = "Layer-wise Integrated Gradients: analysis report") -> str:
-    """The whole page: title, the run's settings, a table of contents, then each section in order."""
+                  title: str = "Layer-wise Integrated Gradients: analysis report",
+                  images: Mapping[str, bytes] | None = None) -> str:
+    """The whole page: title, the run's settings, a table of contents, then each section in order.
+    `images`: PNG bytes by figure path, embedded in the page."""
     toc = "\n".join(f'<li><a href="#{_e(_anchor(s.title))}">{_e(s.title)}</a></li>' for s in sections)
-    body = "\n".join(_render_section(s) for s in sections)
+    body = "\n".join(_render_section(s, images or {}) for s in sections)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
             f"{_STYLE}\n</head>\n<body>\n<h1>{_e(title)}</h1>\n"
             '<section id="run"><h2>Run</h2>\n<p class="how">What was analysed and how: the model, the data, '

@@ -120,8 +120,8 @@ def test_all_analyses_write_every_output_once_over_the_stream(tmp_path):
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     parse(page)
     assert "tiny-bert &lt;test&gt;" in page
-    for name in figures:
-        assert f'src="figures/{name}.png"' in page, name
+    images = [a["src"] for tag, a in parse(page).attrs if tag == "img"]
+    assert len(images) == len(figures) and all(src.startswith("data:image/png;base64,") for src in images)
     for name in PER_LAYER_TABLES + ["quantifier_summary"]:
         assert f'data-name="{name}"' in page and f"tables/{name}.csv" in page, name
     assert page.count('class="lit-rcqa-highlight"') == 2 and "Carolina" in page
@@ -136,7 +136,7 @@ def test_a_subset_of_analyses_writes_only_those(tmp_path):
     summary = run_analyses(Source(make_records(with_evidence=False)), tmp_path, analyses=("roles", "flips", "evidence"),
                            progress=False)
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {"roles.png", "completeness.png"}
-    assert {p.stem for p in (tmp_path / "tables").iterdir()} == {"roles", "completeness"}
+    assert {p.stem for p in (tmp_path / "tables").iterdir()} == {"roles", "completeness", "examples"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "report.html", "tables"]
     notes = " ".join(summary["notes"])
     assert "flips skipped: no model" in notes and "evidence skipped" in notes
@@ -182,7 +182,7 @@ def test_wandb_offline_run_holds_the_images_tables_and_report(tmp_path, monkeypa
     media_dir = run_dirs[0] / "files" / "media"
     media = {p.relative_to(media_dir).as_posix() for p in media_dir.rglob("*") if p.is_file()}
     assert any(m.startswith("images/analysis/roles_") for m in media), media
-    assert any(m.startswith("table/analysis/roles_") and m.endswith(".table.json") for m in media), media
+    assert any(m.startswith("table/analysis/tables/roles_") and m.endswith(".table.json") for m in media), media
     assert any(m.startswith("html/analysis/report_") for m in media), media
     keys = (b"analysis/roles", b"analysis/completeness", b"analysis/report", b"analysis/highlights")
     for _ in range(120):  # wandb-core may still be flushing the run file after finish() returns
@@ -200,3 +200,45 @@ def test_quantifier_confidence_comes_from_the_nbest_probability_where_given(tmp_
     assert summary["quantifiers"]["other"]["confidence_mean"] == pytest.approx(0.9 * 0.8)  # start × end fallback
     assert any(note.startswith("4 examples had no n-best probability") for note in summary["notes"])
     assert "n-best probability" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_progress_bar_counts_the_records_there_are(tmp_path, capsys):
+    """20 records under the default cap of 1000: the bar reads 6/6, never 6/1000."""
+    run_analyses(Source(make_records()), tmp_path, analyses=("roles",), progress=True, total=6)
+    err = capsys.readouterr().err
+    assert "6/6" in err and "/1000" not in err, err
+    run_analyses(Source(make_records()), tmp_path / "capped", analyses=("roles",), max_examples=4, progress=True,
+                 total=6)
+    err = capsys.readouterr().err
+    assert "4/4" in err and "/6" not in err, err
+    run_analyses(Source(make_records()), tmp_path / "unknown", analyses=("roles",), progress=True)
+    assert "/1000" not in capsys.readouterr().err  # an unknown count is shown as a count, not as the cap
+
+
+def test_the_examples_table_has_one_row_per_record_equal_to_the_record(tmp_path):
+    records = make_records()
+    run_analyses(Source(records), tmp_path, analyses=("flips",), model=make_tiny_qa_model("bert", layers=2),
+                 nbest_probability={"q1": 0.25}, progress=False)
+    table = read_json(tmp_path / "tables" / "examples.json")
+    expected_columns = ["id", "question", "prediction", "gold", "em", "f1", "confidence",
+                        *(f"completeness_gap/{n}" for n in LAYERS), *(f"flip/{n}" for n in LAYERS),
+                        *(f"top_words/{n}" for n in LAYERS)]
+    assert table["columns"] == expected_columns
+    rows = table["rows"]
+    assert [r["id"] for r in rows] == [r.example_id for r in records]
+    for row, record in zip(rows, records):
+        assert (row["question"], row["prediction"], row["gold"]) == (record.question, record.pred_text,
+                                                                     record.gold_texts[0])
+        right = record.pred_text == record.gold_texts[0]  # one-word answers: EM = F1 = 100 or 0
+        assert row["em"] == row["f1"] == (100.0 if right else 0.0), row
+        assert row["confidence"] == pytest.approx(0.25 if record.example_id == "q1" else 0.9 * 0.8)
+        assert [row[f"completeness_gap/{n}"] for n in LAYERS] == list(record.delta)
+        assert all(isinstance(row[f"flip/{n}"], bool) for n in LAYERS)
+        # one token per whitespace word: the top words are the words in order of their stored importance
+        words = record.context.split()
+        passage = record.importance[:, record.passage_start:record.passage_end]  # [L, W]
+        for n, scores in zip(LAYERS, passage):
+            top = [words[i] for i in sorted(range(len(words)), key=lambda i: (-scores[i], i))[:5]]
+            assert row[f"top_words/{n}"] == ", ".join(top)
+    with open(tmp_path / "tables" / "examples.csv", newline="", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == len(records)

@@ -151,12 +151,14 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
     # 3. analyses and report (rank 0)
     summary: dict[str, Any] = {}
     if chosen:
-        summary = _run_analyses(cfg, run, out, model, chosen, ig)
+        summary = _run_analyses(resolved, run, out, model, chosen, ig)
     _print_summary(out, ig, summary, chosen)
     return 0
 
 
 def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], ig) -> dict:
+    """The analyses on the stored records; `cfg` is resolved (the run and out folders filled in)."""
+    from lit_rcqa.analysis import lineage
     from lit_rcqa.analysis.pipeline import run_analyses
     from lit_rcqa.attribution import store
 
@@ -170,17 +172,19 @@ def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], 
                 "explained window": "the window (feature) holding the explained answer, by the run's post-processing"}
     if ig is not None and ig.n_computed:
         run_info["IG speed"] = f"{ig.n_computed / max(ig.seconds, 1e-9):.2f} examples/s ({ig.n_computed} examples)"
-    logger = tracking.build_logger(cfg.logger, out, f"{run.name}-analysis", cfg.wandb_project)
-    if logger is not None:
-        logger.log_hyperparams(dataclasses.asdict(cfg))
+    logger, model_ref = lineage.open_tracker(cfg.logger, cfg.wandb_project, dataclasses.asdict(cfg), run.run_dir,
+                                             run.name, out, manifest)
     try:
-        return run_analyses(lambda: trimmed(store.iter_records(out)), out, analyses=chosen,
-                            hidden=store.load_hidden(out), model=model,
-                            nbest_probability=store.nbest_probabilities(out),
-                            max_examples=cfg.max_analysis_examples, run_info=run_info, logger=logger,
-                            progress=cfg.progress)
-    finally:
-        tracking.finish(logger)
+        summary = run_analyses(lambda: trimmed(store.iter_records(out)), out, analyses=chosen,
+                               hidden=store.load_hidden(out), model=model,
+                               nbest_probability=store.nbest_probabilities(out),
+                               max_examples=cfg.max_analysis_examples, run_info=run_info, logger=logger,
+                               progress=cfg.progress, total=len(store.finished_ids(out)))
+    except BaseException:
+        tracking.finish(logger, success=False)  # an interrupted run stays resumable: tracker.json is unfinished
+        raise
+    summary["tracker"] = lineage.close_tracker(logger, out, run.name, summary, model_ref, manifest)
+    return summary
 
 
 def _print_summary(out: Path, ig, summary: dict, chosen: list[str]) -> None:
@@ -206,6 +210,8 @@ def _print_summary(out: Path, ig, summary: dict, chosen: list[str]) -> None:
     lines.append(f"shards: {out / store.SCORES_DIR}")
     if chosen:
         lines.append(f"report: {out / 'report.html'}")
+    if summary.get("tracker"):  # the W&B run's URL or the command that uploads it; the CSV/TensorBoard folder
+        lines.append(f"tracker: {summary['tracker']}")
     print("\n".join("  " + ln for ln in lines), flush=True)
 
 

@@ -119,9 +119,11 @@ def safe_name(name: str) -> str:
 
 
 def new_run_id() -> str:
-    import wandb
+    """A fresh W&B run id: 8 random lowercase letters and digits, as wandb makes them."""
+    import secrets
+    import string
 
-    return wandb.util.generate_id()
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def _is_wandb(logger) -> bool:
@@ -188,7 +190,7 @@ def _markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> st
     return text + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
 
 
-def finish(logger) -> str:
+def finish(logger, success: bool = True) -> str:
     """Close the tracker run so offline files are complete on disk; returns its `location()`."""
     if logger is None:
         return ""
@@ -196,8 +198,8 @@ def finish(logger) -> str:
     if _is_wandb(logger):
         import wandb
 
-        logger.finalize("success")
-        wandb.finish()
+        logger.finalize("success" if success else "failed")
+        wandb.finish(exit_code=0 if success else 1)
     else:
         logger.save()
     return where

@@ -97,8 +97,14 @@ class RunFile:
         assert len(found) == 1, [(a.type, a.name) for a in self.artifacts]
         return found[0]
 
-    def steps_with(self, key: str) -> list[int]:
-        return [h["_step"] for h in self.history if key in h]
+    def rows_with(self, key: str) -> list[dict[str, Any]]:
+        """History rows that log `key`; a media value (image, table, page) comes as `key/path`, `key/_type`…"""
+        return [h for h in self.history if key in h or any(k.startswith(key + "/") for k in h)]
+
+
+def media(row: dict[str, Any], key: str) -> dict[str, Any]:
+    """A media value of a history row put back together: {"_type": …, "path": "media/…", …}."""
+    return {k[len(key) + 1:]: v for k, v in row.items() if k.startswith(key + "/")}
 
 
 def artifact_paths(artifact) -> list[str]:

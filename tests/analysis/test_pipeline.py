@@ -242,3 +242,24 @@ def test_the_examples_table_has_one_row_per_record_equal_to_the_record(tmp_path)
             assert row[f"top_words/{n}"] == ", ".join(top)
     with open(tmp_path / "tables" / "examples.csv", newline="", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == len(records)
+
+
+def test_tensorboard_gets_layer_stepped_images_layer_series_and_tables(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    records = make_records()
+    hidden = {"q4": np.random.default_rng(2).normal(size=(3, len(records[4].tokens), 8))}
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tb", version="")
+    run_analyses(Source(records), tmp_path / "analysis", analyses=("roles", "tsne"), hidden=hidden, tsne_examples=1,
+                 logger=logger, progress=False)
+    logger.finalize("success")
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert [e.step for e in events.Images("analysis/tsne/q4")] == [0, 1, 2]  # one frame per layer
+    assert "analysis/roles" in tags["images"]
+    answer = [e.value for e in events.Scalars("analysis/roles/answer")]
+    table = read_json(tmp_path / "analysis" / "tables" / "roles.json")["rows"]
+    np.testing.assert_allclose(answer, [row["answer"] for row in table], rtol=1e-6)
+    assert any(t.startswith("analysis/tables/examples") for t in tags["tensors"])  # tables as text

@@ -214,7 +214,8 @@ def _artifact(name: str, type_: str, root: Path, files: Iterable[str], metadata:
     artifact = wandb.Artifact(safe_name(name), type=type_, metadata=dict(metadata))
     for rel in sorted(files):
         # "immutable": wandb neither copies nor re-reads the file before upload (a model can be GBs).
-        artifact.add_file(str(root / rel), name=rel, policy="immutable")
+        # An absolute path: `wandb sync` of an offline run reads the files from there, from any folder.
+        artifact.add_file(str((root / rel).resolve()), name=rel, policy="immutable")
     return artifact
 
 

@@ -47,6 +47,9 @@ def test_training_run_holds_a_model_artifact_named_in_run_json(trained):
     assert records.summary["final/f1"] == pytest.approx(metrics["f1"])
     assert records.summary["final/exact_match"] == pytest.approx(metrics["exact_match"])
     assert records.summary["train/windows_per_s"] > 0 and records.summary["train/tokens_per_s"] > 0
+    # offline, the files are read at `wandb sync` time: from where they are, whatever the folder it runs in
+    assert all(Path(e.local_path) == (run / e.path).resolve() for e in artifact.manifest.contents)
+    assert any(r.WhichOneof("record_type") == "stats" for r in records.records)  # system metrics are on
 
 
 def test_learning_rate_is_logged_at_every_step_of_the_warm_up(trained):

@@ -56,7 +56,8 @@ class Throughput(Callback):
         now = time.perf_counter()
         elapsed, self._last = now - (self._last or now), now
         windows = int(batch["input_ids"].shape[0])
-        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else windows * batch["input_ids"].shape[1]
+        mask = batch.get("attention_mask")
+        tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
         self.windows, self.tokens, self.seconds = self.windows + windows, self.tokens + tokens, self.seconds + elapsed
         self.total_windows += windows
         self.total_tokens += tokens

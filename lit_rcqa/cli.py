@@ -100,8 +100,9 @@ class RCQACLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         kwargs["default_root_dir"] = str(self.run_dir)
         if trainer_config.get("logger") in (None, True):
+            job_type = "train" if self.subcommand == "fit" else "validate"
             self.logger = tracking.build_logger(opts.logger, self.run_dir, opts.name, opts.wandb_project,
-                                                group=opts.name, job_type="train" if self.subcommand == "fit" else "validate")
+                                                group=opts.name, job_type=job_type)
             kwargs["logger"] = self.logger if self.logger is not None else False
         else:
             self.logger = trainer_config["logger"]

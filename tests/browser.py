@@ -125,8 +125,8 @@ def open_page(path: Path, timeout: float = 60) -> PageReport:
                 pipe.call(f"{domain}.enable", session=session)
             pipe.call("Page.navigate", {"url": Path(path).resolve().as_uri()}, session=session)
             pipe.wait_for("Page.loadEventFired", timeout=timeout)
-            script = ("JSON.stringify(Array.from(document.images).map(i => "
-                      "({src: i.getAttribute('src').slice(0, 60), complete: i.complete, naturalWidth: i.naturalWidth})))")
+            script = ("JSON.stringify(Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 60), "
+                      "complete: i.complete, naturalWidth: i.naturalWidth})))")
             result = pipe.call("Runtime.evaluate", {"expression": script, "returnByValue": True}, session=session)
             images = json.loads(result["result"]["value"])
             time.sleep(0.2)  # late console messages (a failed load is reported after the load event)

@@ -32,8 +32,8 @@ def _layer_rows(layers, *columns) -> list[list]:
 
 def _series(out, name: str, series: dict, title: str, y: str) -> None:
     """The same per-layer lines as the figure, as a native tracker plot (W&B line plot, TensorBoard scalars)."""
-    out.tracker.layer_series(f"{out.prefix}/{name}", {k: np.asarray(v, dtype=float).tolist() for k, v in series.items()},
-                             title, y)
+    values = {k: np.asarray(v, dtype=float).tolist() for k, v in series.items()}
+    out.tracker.layer_series(f"{out.prefix}/{name}", values, title, y)
 
 
 def jsd_section(state, out, summary, **_) -> Section:
@@ -65,8 +65,8 @@ def roles_section(state, out, summary, **_) -> Section:
                       f"context (within {state.window} words of it), question words found in the passage, or "
                       "other; each row sums to 100. A rising answer share means the layer closes in on the answer.")
     section.figures.append(out.figure("roles", plot_role_shares(table, state.layers)))
-    _series(out, "roles", {role: table.shares[:, j] for j, role in enumerate(ROLES)}, "Word roles among the top-k words",
-            "share of top-k words (%)")
+    _series(out, "roles", {role: table.shares[:, j] for j, role in enumerate(ROLES)},
+            "Word roles among the top-k words", "share of top-k words (%)")
     section.tables.append(out.table("roles", ["layer", *ROLES], _layer_rows(state.layers, *table.shares.T),
                                     meta={"k": state.top_k, "window": state.window, "n_examples": table.n_examples}))
     summary["roles"] = {role: _by_layer(state.layers, table.shares[:, j]) for j, role in enumerate(ROLES)}

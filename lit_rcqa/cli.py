@@ -85,6 +85,8 @@ class RCQACLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config[self.subcommand]
         opts = config.run
+        # Data first: a data or window-settings error ends in one line before any run folder or banner.
+        self.datamodule.setup(self.subcommand)
         resume = bool(config.get("ckpt_path"))
         self.run_dir = runs.open_run(opts.root, opts.name, kind=self.subcommand, resume=resume)
         trainer_config = self._get(self.config_init, "trainer", default={})

@@ -86,6 +86,7 @@ def test_validate_recomputes_the_saved_metrics(tiny_model_dir, tmp_path):
     (["--model.model_name_or_path", "/no/such/model"], "/no/such/model"),
     (["--data.train_file", "$NO_SUCH_VARIABLE_X/train.json", "--data.dev_file", "x.json"], "NO_SUCH_VARIABLE_X"),
     (["--data.doc_stride", "400"], "doc_stride"),
+    (["--data.max_seq_length", "40", "--data.doc_stride", "30"], "doc_stride (30)"),
     (["validate", "--ckpt_path", "runs/none/best.ckpt"], "runs/none/best.ckpt"),
 ])
 def test_bad_configuration_is_one_line_and_leaves_no_complete_run(tmp_path, args, fragment):

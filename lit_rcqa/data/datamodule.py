@@ -229,10 +229,13 @@ class QADataModule(LightningDataModule):
         except (OSError, ValueError) as err:
             raise UserError(f"tokenizer {self.hparams.tokenizer_name!r}: cannot load ({str(err).splitlines()[0]})") from None
         train, dev = self._load(stage)
-        if stage == "fit":
-            self.train_examples = train
-            self.train_features = build_features(train, self.tokenizer, self.feature_config, training=True)
-        self._eval = EvalSplit(dev, build_features(dev, self.tokenizer, self.feature_config, training=False))
+        try:  # the data and the window settings disagree (a question too long for the windows, ...)
+            if stage == "fit":
+                self.train_examples = train
+                self.train_features = build_features(train, self.tokenizer, self.feature_config, training=True)
+            self._eval = EvalSplit(dev, build_features(dev, self.tokenizer, self.feature_config, training=False))
+        except ValueError as err:
+            raise UserError(f"data: {err}") from None
 
     def eval_split(self) -> EvalSplit:
         assert self._eval is not None, "setup() first"

@@ -68,6 +68,12 @@ class RunConfigSaver(SaveConfigCallback):
 class RCQACLI(LightningCLI):
     run_dir: Path
 
+    @staticmethod
+    @override
+    def subcommands() -> dict[str, set[str]]:
+        # Only what works: Lightning's test/predict have no data here (`python -m lit_rcqa.predict` predicts).
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in SUBCOMMANDS}
+
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
@@ -148,7 +154,12 @@ def _default_subcommand(argv: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # keep stderr for what matters
-    argv = _default_subcommand(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:  # a subcommand we do not offer
+        print(f"train.py: error: unknown subcommand {argv[0]!r} (choose from {', '.join(SUBCOMMANDS)}; "
+              "to predict with a trained model: python -m lit_rcqa.predict)", file=sys.stderr)
+        return 2
+    argv = _default_subcommand(argv)
     default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.exists() else []
     try:
         RCQACLI._started = time.time()

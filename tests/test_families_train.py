@@ -73,3 +73,36 @@ def test_windows_and_offsets_equal_the_tokenizers_overflowing_encoding(family, p
             assert features.offsets[i][s][0] <= answer.answer_start
             assert features.offsets[i][t][1] >= answer.answer_start + len(answer.text)
     assert features.input_ids[0][features.cls_index[0]] == tokenizer.cls_token_id
+
+
+TINY_TRAIN = ["--trainer.max_steps", "3", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+              "--run.logger", "none", "--model.learning_rate", "1e-3", "--data.synthetic_train_size", "24",
+              "--data.synthetic_dev_size", "8", "--data.batch_size", "8", "--data.eval_batch_size", "16",
+              "--data.max_seq_length", "96", "--data.doc_stride", "32", "--data.max_query_length", "32"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_train_py_trains_validates_saves_and_predicts(family, family_dirs, tmp_path):
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from tests.test_train import train
+
+    result = train(["--model.model_name_or_path", str(family_dirs[family]), "--run.name", family, *TINY_TRAIN],
+                   tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = tmp_path / "runs" / family
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    saved = AutoModelForQuestionAnswering.from_pretrained(run / "model")
+    assert saved.config.model_type == family
+    trained = {k: v for k, v in saved.state_dict().items()}
+    initial = AutoModelForQuestionAnswering.from_pretrained(family_dirs[family]).state_dict()
+    assert any(not (trained[k] == initial[k]).all() for k in initial), "3 steps changed no weight"
+    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    assert tokenizer("a", "b")["input_ids"] == AutoTokenizer.from_pretrained(family_dirs[family])("a", "b")["input_ids"]
+    predictions = json.loads((run / "predictions.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(predictions) == 8 == metrics["total"] and all(isinstance(v, str) for v in predictions.values())
+    nbest = json.loads((run / "nbest_predictions.json").read_text())
+    assert set(nbest) == set(predictions)
+    assert all(predictions[k] == nbest[k][0]["text"] for k in predictions)

@@ -19,7 +19,7 @@ from lit_rcqa.data.example import Answer, LoadedData, QAExample
 from lit_rcqa.data.validation import Rejections, json_type, question_header, read_json, require_string
 from lit_rcqa.errors import DataError, UserError
 
-MODES = ("train", "eval")
+MODES = ("train", "eval", "predict")  # predict: as eval, but gold answers are optional
 
 
 def load_duorc(path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
@@ -56,6 +56,7 @@ def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_
     which keeps them as unanswerable (SQuAD v2 style).
     mode="eval": every question with all its answers; no-answer questions have no answers and
     is_impossible=True.
+    mode="predict": as "eval", but `answers` and `no_answer` may be left out (questions to answer).
     """
     check_mode(mode)
     if not isinstance(document, list):
@@ -74,7 +75,8 @@ def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_
             continue
         for q, qa in enumerate(qas):
             try:
-                qid, question, answers, no_answer = _question(qa, path, f"{where}.qa[{q}]", first_seen)
+                qid, question, answers, no_answer = _question(qa, path, f"{where}.qa[{q}]", first_seen,
+                                                              gold_required=mode != "predict")
             except DataError as err:
                 rejections.reject(err)
                 continue
@@ -97,7 +99,7 @@ def _convert(qid: str, title: str, plot: str, question: str, answers: list[str],
             return None
         return example((), True)
     located = [_located(answer, plot) for answer in answers]
-    if mode == "eval":
+    if mode in ("eval", "predict"):
         return example(tuple(located), False)
     found = [answer for answer in located if answer.answer_start >= 0]
     if not found:
@@ -135,9 +137,13 @@ def _movie(movie: Any, path: str | Path, where: str) -> tuple[str, str, list]:
     return title, plot, movie["qa"]
 
 
-def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str]) -> tuple[str, str, list[str], bool]:
-    """(id, question, answers, no_answer) of one valid question record; `first_seen` is updated."""
+def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str],
+              gold_required: bool = True) -> tuple[str, str, list[str], bool]:
+    """(id, question, answers, no_answer) of one valid question record; `first_seen` is updated.
+    Without `gold_required`, a question may leave out `answers` and `no_answer` (nothing to score)."""
     qid, question = question_header(qa, path, where, first_seen)
+    if not gold_required:
+        qa = {"no_answer": False, "answers": [], **qa}
     if "no_answer" not in qa:
         raise DataError(path, "missing", record=qid, field="no_answer", reason="missing_no_answer")
     no_answer = qa["no_answer"]
@@ -159,7 +165,7 @@ def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str])
     if no_answer and answers:
         raise DataError(path, f"has {len(answers)} answer(s) but no_answer is true", record=qid,
                         field="answers", reason="no_answer_with_answers")
-    if not no_answer and not answers:
+    if not no_answer and not answers and gold_required:
         raise DataError(path, "is empty but no_answer is false", record=qid, field="answers",
                         reason="no_answers")
     first_seen[qid] = where

@@ -25,9 +25,10 @@ def detect_format(document: Any, path: str | Path) -> str:
 def load_examples(path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
                   skip_invalid: bool = False) -> LoadedData:
     """Read a SQuAD or DuoRC file. `mode` and `keep_no_answer` only change DuoRC's conversion: SQuAD
-    answers are spans already, so a SQuAD file reads the same in both modes."""
+    answers are spans already, so a SQuAD file reads the same in "train" and "eval". mode="predict"
+    reads questions to answer: gold answers are optional in both formats."""
     check_mode(mode)
     document = read_json(path)
     if detect_format(document, path) == "duorc":
         return parse_duorc(document, path, mode=mode, keep_no_answer=keep_no_answer, skip_invalid=skip_invalid)
-    return parse_squad(document, path, skip_invalid=skip_invalid)
+    return parse_squad(document, path, skip_invalid=skip_invalid, gold_required=mode != "predict")

@@ -1,4 +1,4 @@
-"""`python train.py` end to end on a tiny model: outputs, errors, resume, DDP, the HF pipeline, W&B offline."""
+"""`python train.py` end to end on a tiny model: outputs, errors, resume, DDP, answering with the saved model, W&B offline."""
 
 from __future__ import annotations
 
@@ -103,15 +103,18 @@ def test_bad_configuration_is_one_line_and_leaves_no_complete_run(tmp_path, args
     assert not status.exists() or json.loads(status.read_text())["status"] != "complete"
 
 
-def test_saved_model_answers_through_the_hf_pipeline(tiny_model_dir, tmp_path):
+def test_saved_model_is_a_standard_hf_folder_that_answers(tiny_model_dir, tmp_path):
     assert train(base_args(tiny_model_dir, "p1", "--run.logger", "none"), tmp_path).returncode == 0
-    from transformers import pipeline
+    from transformers import AutoModelForQuestionAnswering
 
-    qa = pipeline("question-answering", model=str(tmp_path / "runs/p1/model"), device="cpu")
+    from lit_rcqa.predict import answer
+
+    saved = tmp_path / "runs/p1/model"
+    assert type(AutoModelForQuestionAnswering.from_pretrained(saved)).__name__ == "BertForQuestionAnswering"
     context = "Ada Vellin founded the Orrick Guild in 1921 in the town of Mesk."
-    answer = qa(question="Who founded the Orrick Guild?", context=context)
-    assert set(answer) >= {"answer", "score", "start", "end"}
-    assert context[answer["start"]:answer["end"]] == answer["answer"]
+    result = answer(str(saved), "Who founded the Orrick Guild?", context)
+    assert result.text and context[result.start:result.end] == result.text
+    assert 0 < result.probability <= 1
 
 
 def test_wandb_offline_run_holds_the_logged_metrics(tiny_model_dir, tmp_path):

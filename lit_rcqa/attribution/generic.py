@@ -98,8 +98,11 @@ class GenericStack:
         self._self_check()
 
     def layer_module(self, index: int) -> nn.Module:
-        """The layer whose output is h_index; for 0 the first layer, whose *input* is h_0."""
-        return self.layers[max(index - 1, 0)]
+        """The layer whose output is h_index (index >= 1; h_0 is known only as the first layer's input)."""
+        if index == 0:
+            raise ValueError(f"model type {self.model_type!r} (generic path): no module is known to output h_0, "
+                             f"the input of {self.path}[0]; hook that layer's input instead")
+        return self.layers[index - 1]
 
     # --- the two passes -----------------------------------------------------------------------------------------
     def hidden_states(self, input_ids, attention_mask=None, token_type_ids=None) -> list[torch.Tensor]:

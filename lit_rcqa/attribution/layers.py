@@ -49,7 +49,7 @@ class EncoderAdapter:
     # --- modules, for references that hook a layer (e.g. Captum) ------------------------------------
     def layer_module(self, index: int) -> nn.Module:
         """The model's module whose output is h_index (family stacks; see `encoders` for ALBERT's shared layer)."""
-        self._check(index)
+        self.check_index(index)
         return self.stack.layer_module(index)
 
     def layer_names(self, indices: list[int]) -> list[str]:
@@ -64,7 +64,7 @@ class EncoderAdapter:
     def forward_from(self, layer_index: int, hidden: torch.Tensor,
                      attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers layer_index+1 … L and the QA head on `hidden` = h_layer_index [batch, pos, d_model]."""
-        self._check(layer_index)
+        self.check_index(layer_index)
         return self.stack.forward_from(layer_index, hidden, attention_mask)  # [batch, pos] each
 
     def head_function(self, layer_index: int,
@@ -72,7 +72,7 @@ class EncoderAdapter:
         """`forward_from` bound to one layer and mask: hidden -> (start_logits, end_logits)."""
         return lambda hidden: self.forward_from(layer_index, hidden, attention_mask)
 
-    def _check(self, index: int) -> None:
+    def check_index(self, index: int) -> None:
         if not 0 <= index <= self.num_layers:
             raise UserError(f"layer index {index} out of range: this model has layers 0 (embeddings) "
                             f"to {self.num_layers} ({layer_name(self.num_layers)})")

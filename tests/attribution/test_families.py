@@ -256,6 +256,9 @@ def test_the_generic_path_puts_the_models_layers_back_even_after_an_error():
     with pytest.raises(RuntimeError):
         adapter.forward_from(2, states[2][..., :5])  # wrong width: the head fails inside the model's forward
     assert all(a is b for a, b in zip(model.mpnet.encoder.layer, layers))
+    assert adapter.layer_module(2) is layers[1]
+    with pytest.raises(ValueError, match="no module is known to output h_0"):
+        adapter.layer_module(0)
     start, _ = adapter.forward_from(2, states[2])  # and it still works
     with torch.no_grad():
         torch.testing.assert_close(start, model(input_ids=padded_batch()[0][:1]).start_logits)

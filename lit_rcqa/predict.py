@@ -252,7 +252,7 @@ def _interrupted(signum, frame):
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupted)  # a kill ends like Ctrl-C: one line, nothing written
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # a kill ends like Ctrl-C: one line, nothing written
     try:
         return _run(args)
     except UserError as err:
@@ -261,6 +261,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("predict: interrupted; nothing was written", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

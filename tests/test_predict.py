@@ -304,3 +304,17 @@ def test_train_py_offers_only_the_subcommands_that_work(tmp_path):
         lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
         assert result.returncode == 2 and len(lines) == 1, result.stderr
         assert f"unknown subcommand {sub!r}" in lines[0] and "lit_rcqa.predict" in lines[0]
+
+
+def test_answer_gives_the_empty_answer_when_the_null_score_wins(tiny_model):
+    from lit_rcqa.predict import answer
+
+    context = "Ada Vellin founded the Orrick Guild in 1921 in the town of Mesk."
+    span = answer(str(tiny_model), "Who founded the guild?", context, max_seq_length=32, doc_stride=8)
+    assert span.text and context[span.start:span.end] == span.text
+    # v2: "" whenever null - best span > threshold; a threshold far below any difference makes null win
+    null = answer(str(tiny_model), "Who founded the guild?", context, version_2=True, null_threshold=-1e9,
+                  max_seq_length=32, doc_stride=8)
+    assert (null.text, null.start, null.end) == ("", -1, -1) and 0 < null.probability <= 1
+    with pytest.raises(TypeError, match="max_len"):
+        answer(str(tiny_model), "Who?", context, max_len=3)

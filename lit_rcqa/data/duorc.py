@@ -19,7 +19,7 @@ from lit_rcqa.data.example import Answer, LoadedData, QAExample
 from lit_rcqa.data.validation import Rejections, json_type, question_header, read_json, require_string
 from lit_rcqa.errors import DataError, UserError
 
-MODES = ("train", "eval", "predict")  # predict: as eval, but gold answers are optional
+MODES = ("train", "eval")
 
 
 def load_duorc(path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
@@ -48,7 +48,7 @@ def locate_answer(answer: str, plot: str) -> int:
 
 
 def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
-                skip_invalid: bool = False) -> LoadedData:
+                skip_invalid: bool = False, gold_required: bool = True) -> LoadedData:
     """Validate and convert a parsed DuoRC document.
 
     mode="train": one Answer (the first found) per question; questions with no answer in the plot are
@@ -56,7 +56,7 @@ def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_
     which keeps them as unanswerable (SQuAD v2 style).
     mode="eval": every question with all its answers; no-answer questions have no answers and
     is_impossible=True.
-    mode="predict": as "eval", but `answers` and `no_answer` may be left out (questions to answer).
+    Without `gold_required` (questions to answer), `answers` and `no_answer` may be left out.
     """
     check_mode(mode)
     if not isinstance(document, list):
@@ -76,7 +76,7 @@ def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_
         for q, qa in enumerate(qas):
             try:
                 qid, question, answers, no_answer = _question(qa, path, f"{where}.qa[{q}]", first_seen,
-                                                              gold_required=mode != "predict")
+                                                              gold_required=gold_required)
             except DataError as err:
                 rejections.reject(err)
                 continue
@@ -99,7 +99,7 @@ def _convert(qid: str, title: str, plot: str, question: str, answers: list[str],
             return None
         return example((), True)
     located = [_located(answer, plot) for answer in answers]
-    if mode in ("eval", "predict"):
+    if mode == "eval":
         return example(tuple(located), False)
     found = [answer for answer in located if answer.answer_start >= 0]
     if not found:

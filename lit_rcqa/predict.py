@@ -91,9 +91,10 @@ def _checked(base: PredictSettings, changes: dict[str, Any]) -> PredictSettings:
     for key, value in changes.items():
         kind = type(getattr(base, key))
         ok = isinstance(value, bool) if kind is bool else (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or value == int(value)))
+            isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or float(value).is_integer()))
         if not ok:
-            raise UserError(f"{key} must be {'true or false' if kind is bool else 'a number'}, got {value!r}")
+            expected = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+            raise UserError(f"{key} must be {expected}, got {value!r}")
         changes[key] = kind(value)
     settings = dataclasses.replace(base, **changes)
     for key in ("max_seq_length", "doc_stride", "max_query_length", "n_best", "max_answer_length", "batch_size"):
@@ -184,6 +185,8 @@ def answer(model_dir_or_model: Any, question: str, context: str, n_best: Optiona
         if tokenizer is None:
             from transformers import AutoTokenizer
 
+            if not getattr(model, "name_or_path", ""):
+                raise ValueError("answer(): this model was not loaded from a folder; pass its tokenizer=")
             tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
     if n_best is not None:
         settings["n_best"] = n_best

@@ -235,6 +235,7 @@ def questions_file(tmp_path) -> Path:
     ("stride", "doc-stride"),
     ("flag", "--n-best"),
     ("out_folder", "does not exist"),
+    ("run_config", "config.yaml: max_seq_length must be a whole number, got nan"),
 ])
 def test_bad_inputs_end_in_one_line_and_exit_2_writing_nothing(case, fragment, tiny_model, questions_file, tmp_path,
                                                                capsys):
@@ -257,6 +258,11 @@ def test_bad_inputs_end_in_one_line_and_exit_2_writing_nothing(case, fragment, t
         args += ["--n-best", "many"]
     elif case == "out_folder":
         args[5] = str(tmp_path / "nowhere" / "out.json")
+    elif case == "run_config":  # the run's config.yaml beside model/ holds a value no window can take
+        (tmp_path / "run").mkdir()
+        os.symlink(tiny_model, tmp_path / "run" / "model")
+        (tmp_path / "run" / "config.yaml").write_text("data:\n  max_seq_length: .nan\n")
+        args[1] = str(tmp_path / "run" / "model")
     with pytest.raises(SystemExit) if case == "flag" else _no_raise() as raised:
         code = main(args)
     if case == "flag":

@@ -117,8 +117,8 @@ class AlbertStack(BertLikeStack):
         config, transformer = model.config, self.encoder.encoder
         groups = transformer.albert_layer_groups
         # AlbertTransformer.forward: application i uses group int(i / (L / n_groups)), each group all its layers.
-        self.layers = [layer for i in range(config.num_hidden_layers)
-                       for layer in groups[int(i / (config.num_hidden_layers / config.num_hidden_groups))].albert_layers]
+        L, n_groups = config.num_hidden_layers, config.num_hidden_groups
+        self.layers = [layer for i in range(L) for layer in groups[int(i / (L / n_groups))].albert_layers]
         self.num_layers = len(self.layers)
 
     def layer_module(self, index: int) -> nn.Module:

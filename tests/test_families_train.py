@@ -106,3 +106,29 @@ def test_train_py_trains_validates_saves_and_predicts(family, family_dirs, tmp_p
     nbest = json.loads((run / "nbest_predictions.json").read_text())
     assert set(nbest) == set(predictions)
     assert all(predictions[k] == nbest[k][0]["text"] for k in predictions)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padding_a_window_in_a_batch_does_not_change_its_logits(family, family_dirs):
+    """Per-batch padding (collate_features) must be invisible to every family's model: each window's
+    logits in a padded batch equal those of the window run alone (ModernBERT unpads, DeBERTa builds
+    relative positions, RoBERTa counts positions from its padding index)."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from lit_rcqa.data.features import QAFeatureDataset, collate_features
+
+    tokenizer = AutoTokenizer.from_pretrained(family_dirs[family])
+    model = AutoModelForQuestionAnswering.from_pretrained(family_dirs[family]).eval()
+    features = build_features(_examples()[:6], tokenizer, FeatureConfig(96, 24, 64), training=False)
+    items = [QAFeatureDataset(features)[i] for i in range(len(features))]
+    batch = collate_features(items, tokenizer.pad_token_id)
+    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch]
+    assert len({len(it["input_ids"]) for it in items}) > 1  # the batch really holds padding
+    with torch.no_grad():
+        padded = model(**{k: batch[k] for k in names})
+        for i, item in enumerate(items):
+            alone = model(**{k: torch.tensor([item[k]]) for k in names})
+            n = len(item["input_ids"])
+            torch.testing.assert_close(padded.start_logits[i, :n], alone.start_logits[0], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(padded.end_logits[i, :n], alone.end_logits[0], rtol=1e-4, atol=1e-5)

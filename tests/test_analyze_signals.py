@@ -20,12 +20,24 @@ from tests.tiny_run import make_tiny_run
 N = 12
 
 
+def default_stop_signals() -> None:
+    """Run in the child before exec: SIGINT/SIGTERM as a terminal would deliver them.
+
+    A background job of a non-interactive shell (`pytest ... &`, CI runners) starts with SIGINT ignored, and
+    an ignored signal stays ignored across fork and exec; analyze.py rightly keeps it ignored then (`nohup`).
+    The test is about a user's Ctrl-C, so its child must start with the default dispositions.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO_ROOT),
            "OMP_NUM_THREADS": "1"}
     env.pop("WANDB_SERVICE", None)
     return subprocess.Popen([sys.executable, str(REPO_ROOT / "analyze.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_stop_signals)
 
 
 def interrupt_after_first_shard(proc: subprocess.Popen, scores: Path, signum: int) -> tuple[int, float, str]:

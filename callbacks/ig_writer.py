@@ -2,16 +2,16 @@
 
 Only writes. The format (documented in `lit_rcqa.attribution.store`, its only reader) is safetensors for
 arrays plus a JSON sidecar, never pickle. Each file goes to a temp name in the same folder and is renamed
-into place; the sidecar, which names and checksums the tensor files, is renamed last, so a shard is either
-complete or absent even after `kill -9`. Nothing is kept in memory after a batch is written.
+into place; the sidecar, which names and checksums the tensor files and itself, is committed last (never over
+an existing one), so a shard is either complete or absent even after `kill -9`, and a committed shard is never
+replaced. Nothing is kept in memory after a batch is written.
 
-    trainer = Trainer(inference_mode=False, callbacks=[IGShardWriter(out_dir)])
+    trainer = Trainer(inference_mode=False, callbacks=[IGShardWriter(out_dir, store.settings_of(manifest))])
     trainer.predict(AttributionSystem(...), dataloader, return_predictions=False)
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,17 +20,25 @@ import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
-from lit_rcqa.attribution.store import SCHEMA_VERSION, SCORES_DIR, sha256_bytes, shard_name
+from lit_rcqa.attribution.store import (SCHEMA_VERSION, SCORES_DIR, encode_sidecar, free_shard_name, sha256_bytes,
+                                        temp_path)
 from lit_rcqa.attribution.system import ExampleResult
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_atomic(path: Path, data: bytes, *, replace: bool = True) -> None:
+    """Write to a temp name, then rename into place; `replace=False`: never over an existing file."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails if `path` exists (rename would silently replace it)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _example_meta(r: ExampleResult) -> dict[str, Any]:
@@ -60,11 +68,15 @@ def encode_shard(results: Sequence[ExampleResult]) -> tuple[dict[str, np.ndarray
 
 
 class IGShardWriter(BasePredictionWriter):
-    """Writes `<out>/scores/<first position>-r<rank>.{safetensors,hidden.safetensors,json}` per batch."""
+    """Writes `<out>/scores/<first position>-r<rank>.{safetensors,hidden.safetensors,json}` per batch.
 
-    def __init__(self, out_dir: str | Path):
+    `settings` (`store.settings_of(manifest)`) go into every sidecar: what the numbers were computed with.
+    """
+
+    def __init__(self, out_dir: str | Path, settings: dict[str, Any]):
         super().__init__(write_interval="batch")
         self.folder = Path(out_dir) / SCORES_DIR
+        self.settings = settings
 
     @override
     def write_on_batch_end(self, trainer, pl_module, prediction: list[ExampleResult], batch_indices, batch,
@@ -74,7 +86,8 @@ class IGShardWriter(BasePredictionWriter):
         from safetensors.numpy import save as to_safetensors
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = shard_name(min(r.position for r in prediction), trainer.global_rank)
+        # Tensor files of that name without a sidecar are leftovers of a killed run: no shard, safe to replace.
+        name = free_shard_name(self.folder, min(r.position for r in prediction), trainer.global_rank)
         scores, hidden = encode_shard(prediction)
         tensors = {}
         for kind, arrays, suffix in (("scores", scores, ".safetensors"), ("hidden", hidden, ".hidden.safetensors")):
@@ -84,5 +97,5 @@ class IGShardWriter(BasePredictionWriter):
             _write_atomic(self.folder / f"{name}{suffix}", data)
             tensors[kind] = {"file": f"{name}{suffix}", "bytes": len(data), "sha256": sha256_bytes(data)}
         sidecar = {"schema": SCHEMA_VERSION, "rank": trainer.global_rank, "batch_idx": batch_idx,
-                   "tensors": tensors, "examples": [_example_meta(r) for r in prediction]}
-        _write_atomic(self.folder / f"{name}.json", json.dumps(sidecar, ensure_ascii=False).encode("utf-8"))
+                   "settings": self.settings, "tensors": tensors, "examples": [_example_meta(r) for r in prediction]}
+        _write_atomic(self.folder / f"{name}.json", encode_sidecar(sidecar), replace=False)

@@ -7,7 +7,9 @@
 
 Outputs under `--out` (default `<run>/analysis`): manifest.json and scores/ (the IG shards, read with
 `lit_rcqa.attribution.store`), figures/, tables/, report.html, analyze_config.yaml (this command's
-resolved settings) and the tracker's files. Re-running the same command resumes an interrupted IG run.
+resolved settings) and the tracker's files. `--out` must be new, empty or an analysis folder written here.
+Re-running the same command resumes an interrupted IG run; shards computed with other settings (every shard
+carries them) or damaged or edited shards are refused in one line naming what to delete.
 SIGTERM or Ctrl-C ends the run within a moment with exit status 128 + signal number and one stderr line;
 every shard on disk is complete (they are written atomically), so the same command resumes.
 """
@@ -118,7 +120,7 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
     """IG (unless --skip-ig), then the analyses on rank 0. Every mistake is a UserError before files are written."""
     from lit_rcqa.attribution import store
     from lit_rcqa.attribution.integrated_gradients import IGSettings
-    from lit_rcqa.attribution.run import IGOptions, load_model, open_run, run_ig
+    from lit_rcqa.attribution.run import IGOptions, check_out_dir, load_model, open_run, run_ig
 
     # 1. validate everything cheap first
     settings = IGSettings(steps=cfg.steps, method=cfg.method, target=cfg.target, tolerance=cfg.tolerance,
@@ -130,12 +132,14 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
     chosen = _analyses(cfg.analyses)
     run = open_run(cfg.run if cfg.run else runs.latest_complete_run(cfg.runs_root))
     out = Path(cfg.out) if cfg.out else run.run_dir / "analysis"
+    check_out_dir(out)  # never write into a folder that is not ours
     model = load_model(run)
     read_all_weights(model)
     # 2. IG into shards (every rank), or reuse them
     if cfg.skip_ig:
         if store.read_manifest(out) is None:
             raise UserError(f"no IG results in {out}: run without --skip-ig first (or pass the right --out)")
+        store.finished_ids(out)  # every shard intact and computed with the manifest's settings, before any write
         ig = None
     else:
         options = IGOptions(layers=cfg.layers, num_examples=cfg.num_examples, explain=cfg.explain,

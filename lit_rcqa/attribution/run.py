@@ -1,11 +1,12 @@
 """Layer-wise IG over a finished training run's dev split, streamed to shards: `run_ig(...)`.
 
 Steps: (1) open the run (`runs/<name>/`: config.yaml, model/, run.json complete); (2) rebuild its dev split
-with the run's own data settings (QADataModule), first `num_examples` questions; (3) check or write
-`<out>/manifest.json` (model fingerprint, data, IG settings; a different resume is refused); (4) skip the
-examples already in complete shards; (5) `Trainer(inference_mode=False).predict` with `AttributionSystem`
-and `IGShardWriter`, `return_predictions=False` (memory stays flat). Under DDP every rank takes whole
-examples (example k of the remaining ones goes to rank k mod world size) and writes its own shards.
+with the run's own data settings (QADataModule), first `num_examples` questions; (3) check `<out>`: new,
+empty or an analysis folder of ours (a manifest, or shards that lost theirs), its manifest (model
+fingerprint, data, IG settings; a different resume is refused) and every shard's own settings; write the
+manifest; (4) skip the examples already in complete shards; (5) `Trainer(inference_mode=False).predict` with
+`AttributionSystem` and `IGShardWriter`, `return_predictions=False` (memory stays flat). Under DDP every rank
+takes whole examples (example k of the remaining ones goes to rank k mod world size) and writes its own shards.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from lit_rcqa.attribution.system import (AttributionSystem, BaselineKind, Explai
 from lit_rcqa.data.datamodule import EvalSplit, ExampleShardSampler, QADataModule
 from lit_rcqa.errors import UserError
 
-NOT_COMPARED = ("model.path",)  # informational: a moved run folder is still the same model
+# Informational: a moved run folder is still the same model; a schema 1 manifest describes the same settings.
+NOT_COMPARED = ("model.path", "schema")
 
 
 @dataclass
@@ -164,6 +166,24 @@ def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: 
     }
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an `--out` we did not write: it must be new, empty (no files), or hold a manifest or our shards.
+
+    Analyses rewrite report.html, figures/ and tables/ in place: in someone else's folder that would replace
+    their files without a word.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder; pass a new or empty folder")
+    if not out_dir.is_dir() or (out_dir / store.MANIFEST).exists():
+        return
+    scores = out_dir / store.SCORES_DIR
+    if scores.is_dir() and any(store.SHARD_PATTERN.match(p.name) for p in scores.iterdir()):
+        return  # our shards whose manifest was lost: each shard says what it was computed with
+    if any(p.is_file() or p.is_symlink() for p in out_dir.rglob("*")):
+        raise UserError(f"--out {out_dir} holds other files and no {store.MANIFEST}: not an analysis folder of "
+                        "analyze.py, and its files could be overwritten; pass a new or empty folder")
+
+
 def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The stored manifest if it matches `manifest`; a clear error naming the differing keys otherwise."""
     old = store.read_manifest(out_dir)
@@ -219,23 +239,28 @@ def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: 
     from callbacks.progress import ExampleProgress
 
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     # 1-2. model, layers (validated before anything is written), dev subset
     model = load_model(run) if model is None else model
     layers = parse_layers(options.layers, EncoderAdapter(model).num_layers)  # also refuses unsupported families
     dm = run.data_module(options.num_examples)
     dm.setup("validate")
     split = dm.eval_split()
-    # 3. manifest: refuse a resume with other settings
+    # 3. refuse a resume with other settings: the manifest's, then every shard's own (a manifest can be lost
+    # or replaced; the shards say what they hold), all before anything is written
     manifest = build_manifest(run, dm, split, layers, settings, options)
     old = check_manifest(out_dir, manifest)
+    shard_settings = store.settings_of(manifest)
+    done = store.finished_ids(out_dir, shard_settings)  # also refuses damaged or edited shards
     if _is_launcher():
-        (out_dir / store.SCORES_DIR).mkdir(parents=True, exist_ok=True)
+        scores = out_dir / store.SCORES_DIR
+        scores.mkdir(parents=True, exist_ok=True)
         if old is None:
             runs.write_json_atomic(out_dir / store.MANIFEST, manifest)
-        for stale in (out_dir / store.SCORES_DIR).glob(".*.tmp-*"):  # left by a killed run
-            stale.unlink(missing_ok=True)
+        for stale in scores.iterdir():  # left by a killed run: only our own temp names
+            if store.TEMP_PATTERN.match(stale.name):
+                stale.unlink(missing_ok=True)
     # 4. resume: skip finished examples
-    done = store.finished_ids(out_dir)
     todo = [p for p, ex in enumerate(split.examples) if ex.id not in done]
     names = [layer_name(i) for i in layers]
     if not todo:
@@ -244,7 +269,7 @@ def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: 
     system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), explain=options.explain,
                                baseline=options.baseline, hidden_examples=options.hidden_examples,
                                hidden_dtype=options.hidden_dtype, after_example=options.after_example)
-    callbacks = [IGShardWriter(out_dir)] + ([ExampleProgress(len(todo))] if options.progress else [])
+    callbacks = [IGShardWriter(out_dir, shard_settings)] + ([ExampleProgress(len(todo))] if options.progress else [])
     trainer = Trainer(accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
                       inference_mode=False, logger=False, enable_checkpointing=False, enable_model_summary=False,
                       enable_progress_bar=False, use_distributed_sampler=False, default_root_dir=str(out_dir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -17,6 +18,33 @@ from lit_rcqa.attribution.system import ExampleResult
 from lit_rcqa.errors import UserError
 
 LAYERS = ["embeddings", "layer_01", "layer_02"]
+# What a shard says it was computed with: the manifest's keys that change the numbers (see manifest_for).
+SETTINGS = {"model": {"fingerprint": "ab" * 32},
+            "data": {"synthetic_dev_size": 12, "max_seq_length": 64, "doc_stride": 24, "max_query_length": 32},
+            "postprocess": {"n_best": 20, "max_answer_length": 30, "version_2": False, "null_threshold": 0.0},
+            "ig": {"layers": LAYERS, "steps": 4, "method": "gausslegendre", "target": "prob", "baseline": "zero",
+                   "tolerance": None, "explain": "predicted"},
+            "hidden": {"examples": 2, "dtype": "float16"}}
+
+
+def manifest_for(settings: dict, num_examples: int = 6) -> dict:
+    """A manifest as run.build_manifest writes it: the settings plus the keys that do not change any number."""
+    manifest = copy.deepcopy(settings)
+    manifest["schema"] = store.SCHEMA_VERSION
+    manifest["model"]["path"] = "/somewhere/runs/tiny/model"
+    manifest["data"]["num_examples"] = num_examples
+    return manifest
+
+
+def other(settings: dict, **ig) -> dict:
+    changed = copy.deepcopy(settings)
+    changed["ig"].update(ig)
+    return changed
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / store.MANIFEST).write_text(json.dumps(manifest))
 
 
 def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool = False, seed: int = 0) -> ExampleResult:
@@ -37,8 +65,8 @@ def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool =
         hidden=rng.standard_normal((3, T, 4)).astype(np.float16) if hidden else None)
 
 
-def write(out: Path, results, rank=0, batch_idx=0):
-    writer = IGShardWriter(out)
+def write(out: Path, results, rank=0, batch_idx=0, settings=SETTINGS):
+    writer = IGShardWriter(out, settings)
     writer.write_on_batch_end(SimpleNamespace(global_rank=rank), None, list(results), None, None, batch_idx)
 
 
@@ -95,10 +123,10 @@ def test_a_shard_is_absent_until_its_sidecar_is_written(tmp_path, monkeypatch):
 
     original = ig_writer._write_atomic
 
-    def crash_on_sidecar(path, data):
+    def crash_on_sidecar(path, data, **kwargs):
         if path.suffix == ".json":
             raise KeyboardInterrupt  # killed between the tensor file and the sidecar
-        original(path, data)
+        original(path, data, **kwargs)
 
     monkeypatch.setattr(ig_writer, "_write_atomic", crash_on_sidecar)
     with pytest.raises(KeyboardInterrupt):
@@ -152,7 +180,7 @@ def test_pickle_content_is_refused_and_never_unpickled(tmp_path):
     tensors.write_bytes(payload)
     meta = json.loads(sidecar.read_text())  # a matching checksum: only the format check can refuse it
     meta["tensors"]["scores"].update(bytes=len(payload), sha256=store.sha256_bytes(payload))
-    sidecar.write_text(json.dumps(meta))
+    sidecar.write_bytes(store.encode_sidecar(meta))
     with pytest.raises(UserError, match="not a safetensors file"):
         store.load(tmp_path)
     # A pickled sidecar, and pickle/npy files beside the shards, are refused or ignored, never loaded.
@@ -177,7 +205,7 @@ def test_wrong_array_shape_or_type_is_corruption(tmp_path):
     tensors.write_bytes(data)
     meta = json.loads(sidecar.read_text())
     meta["tensors"]["scores"].update(bytes=len(data), sha256=store.sha256_bytes(data))
-    sidecar.write_text(json.dumps(meta))
+    sidecar.write_bytes(store.encode_sidecar(meta))
     with pytest.raises(UserError, match="0.importance"):
         store.load(tmp_path)
 
@@ -193,3 +221,93 @@ def test_manifest_conflicts_name_the_differing_keys(tmp_path):
     (tmp_path / "manifest.json").write_text("{broken")
     with pytest.raises(UserError, match="manifest"):
         store.read_manifest(tmp_path)
+
+
+# --- settings carried by every shard ---------------------------------------------------------------
+def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers():
+    # The model's path (a moved run folder) and how many examples were asked for change no example's scores.
+    assert store.settings_of(manifest_for(SETTINGS, num_examples=6)) == SETTINGS
+    assert store.settings_of(manifest_for(SETTINGS, num_examples=99)) == SETTINGS
+
+
+def test_shards_written_with_other_settings_than_the_manifest_are_refused_naming_them(tmp_path):
+    write(tmp_path, [make_result(0, hidden=True), make_result(1)])
+    write_manifest(tmp_path, manifest_for(SETTINGS))
+    assert list(store.load(tmp_path)) == ["ex-0", "ex-1"]
+    # The manifest now claims m = 8, a left Riemann sum: the shards were computed at m = 4 Gauss-Legendre.
+    write_manifest(tmp_path, manifest_for(other(SETTINGS, steps=8, method="riemann_left")))
+    for read in (store.load, store.finished_ids, store.nbest_probabilities, store.load_hidden):
+        with pytest.raises(UserError) as err:
+            read(tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and str(tmp_path) in message and "(ig.method, ig.steps)" in message, message
+
+
+def test_without_a_manifest_the_shards_must_agree_with_each_other(tmp_path):
+    write(tmp_path, [make_result(0)])
+    write(tmp_path, [make_result(1)], batch_idx=1, settings=other(SETTINGS, baseline="mean"))
+    with pytest.raises(UserError, match=r"\(ig\.baseline\)"):
+        store.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit", ["example_id", "pred_text", "settings", "drop_checksum"])
+def test_an_edited_sidecar_is_a_corrupt_shard(tmp_path, edit):
+    write(tmp_path, [make_result(0), make_result(1)])
+    sidecar, _ = shard_files(tmp_path)
+    meta = json.loads(sidecar.read_text())
+    if edit == "example_id":
+        meta["examples"][0]["id"] = "someone-else"
+    elif edit == "pred_text":
+        meta["examples"][1]["pred_text"] = "a better answer"
+    elif edit == "settings":
+        meta["settings"]["ig"]["steps"] = 50
+    else:
+        del meta["sha256"]
+    sidecar.write_text(json.dumps(meta))  # valid JSON, every key present: only a checksum can tell
+    for read in (store.load, store.finished_ids):
+        with pytest.raises(UserError) as err:
+            read(tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and "corrupt IG shard" in message and sidecar.name in message, message
+
+
+def test_the_writer_never_replaces_a_committed_shard(tmp_path):
+    write(tmp_path, [make_result(0), make_result(1)])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "scores").iterdir()}
+    # A second batch starting at the same position on the same rank (a resume after a damaged or hand-edited
+    # shard): its results go to a new shard, and the one holding example 1 stays as it was.
+    write(tmp_path, [make_result(0, seed=99)])
+    after = {p.name: p.read_bytes() for p in (tmp_path / "scores").iterdir()}
+    assert {k: after[k] for k in before} == before and len(after) == len(before) + 2
+    records = store.load(tmp_path)
+    assert list(records) == ["ex-0", "ex-1"]
+    np.testing.assert_array_equal(records["ex-0"].importance, make_result(0).importance)  # the first copy
+
+
+def make_legacy(out: Path) -> None:
+    """Rewrite every shard as schema 1 (today's format before settings and sidecar checksums)."""
+    for sidecar in (out / "scores").glob("*.json"):
+        meta = json.loads(sidecar.read_text())
+        for key in ("sha256", "settings"):
+            meta.pop(key)
+        meta["schema"] = 1
+        sidecar.write_text(json.dumps(meta))
+
+
+def test_schema_1_shards_load_only_under_the_schema_1_manifest_written_with_them(tmp_path):
+    write(tmp_path, [make_result(0), make_result(1)])
+    expected = store.load(tmp_path)
+    make_legacy(tmp_path)
+    write_manifest(tmp_path, {**manifest_for(SETTINGS), "schema": 1})
+    records = store.load(tmp_path)
+    assert list(records) == list(expected)
+    np.testing.assert_array_equal(records["ex-1"].signed, expected["ex-1"].signed)
+    # A manifest written later (by this version, e.g. after the old one was deleted) cannot vouch for them.
+    for manifest in (None, manifest_for(SETTINGS)):
+        (tmp_path / store.MANIFEST).unlink(missing_ok=True)
+        if manifest is not None:
+            write_manifest(tmp_path, manifest)
+        with pytest.raises(UserError) as err:
+            store.load(tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and "older version" in message and str(tmp_path) in message, message

@@ -1,0 +1,126 @@
+"""`analyze.py --out`: results never look fresher than they are, a resume never loses a neighbour's results, and
+a folder that is not ours is left alone. In-process runs of a tiny model (4 examples, m = 4: seconds each)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lit_rcqa.analyze import main
+from lit_rcqa.attribution import store
+from tests.test_analyze import FAST, one_error_line
+from tests.tiny_run import make_tiny_run
+
+N = 4
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes): proof that nothing was written or removed."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("folders") / "runs" / "tiny", dev_size=N)
+
+
+@pytest.fixture(scope="module")
+def scored_at_4(tiny, tmp_path_factory) -> Path:
+    """`--steps 4` (Gauss-Legendre) into a folder that already existed, empty: 2 shards of 2 examples."""
+    out = tmp_path_factory.mktemp("scored_at_4")
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    return out
+
+
+def ig(run: Path, out: Path, *args: str) -> list[str]:
+    return ["--run", str(run), "--out", str(out), "--num-examples", str(N), "--batch-size", "2", *FAST, *args]
+
+
+# --- item 5: settings travel with the shards -------------------------------------------------------------
+def test_shards_that_outlived_their_manifest_are_checked_against_the_new_settings(tiny, scored_at_4, tmp_path,
+                                                                                   capsys):
+    out = tmp_path / "D"
+    shutil.copytree(scored_at_4, out)
+    (out / store.MANIFEST).unlink()
+    before = snapshot(out)
+    line = one_error_line(capsys, main(ig(tiny, out, "--steps", "8", "--method", "riemann_left")))
+    assert str(out / store.SCORES_DIR) in line and "(ig.method, ig.steps)" in line, line
+    assert snapshot(out) == before  # no manifest claiming m = 8 for shards computed at m = 4
+    # The same settings as the shards' adopt them: a new manifest, nothing computed, the shards as they were.
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert "(0 computed now" in capsys.readouterr().out
+    manifest = json.loads((out / store.MANIFEST).read_text())
+    assert (manifest["ig"]["steps"], manifest["ig"]["method"]) == (4, "gausslegendre")
+    assert {k: v for k, v in snapshot(out).items() if k.startswith("scores/")} == \
+        {k: v for k, v in before.items() if k.startswith("scores/")}
+
+
+def test_a_manifest_that_does_not_describe_the_shards_is_refused_by_the_loader_and_the_resume(tiny, scored_at_4,
+                                                                                              tmp_path, capsys):
+    at_8 = tmp_path / "at_8"
+    assert main(ig(tiny, at_8, "--steps", "8")) == 0
+    out = tmp_path / "D"
+    shutil.copytree(scored_at_4, out)
+    shutil.copy(at_8 / store.MANIFEST, out / store.MANIFEST)  # now claims m = 8
+    before = snapshot(out)
+    line = one_error_line(capsys, main(["--run", str(tiny), "--out", str(out), "--skip-ig", *FAST]))
+    assert str(out / store.SCORES_DIR) in line and "(ig.steps)" in line, line
+    line = one_error_line(capsys, main(ig(tiny, out, "--steps", "8")))
+    assert str(out / store.SCORES_DIR) in line and "(ig.steps)" in line, line
+    assert snapshot(out) == before
+
+
+# --- item 6: sidecars are checksummed; a resume never replaces a shard ------------------------------------
+def test_an_edited_sidecar_is_refused_before_anything_is_rewritten(tiny, scored_at_4, tmp_path, capsys):
+    out = tmp_path / "D"
+    shutil.copytree(scored_at_4, out)
+    sidecar = out / store.SCORES_DIR / "00000000-r00.json"
+    meta = json.loads(sidecar.read_text())
+    assert len(meta["examples"]) == 2
+    meta["examples"][0]["id"] = "edited-by-hand"
+    sidecar.write_text(json.dumps(meta))
+    before = snapshot(out)
+    line = one_error_line(capsys, main(ig(tiny, out, "--steps", "4")))
+    assert "corrupt IG shard" in line and sidecar.name in line and "delete 00000000-r00.*" in line, line
+    assert snapshot(out) == before  # the other example of that shard is still on disk
+    # Following the line's advice recomputes exactly that shard's two examples.
+    for path in sidecar.parent.glob("00000000-r00.*"):
+        path.unlink()
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert "(2 computed now" in capsys.readouterr().out
+    assert len(store.load(out)) == N
+
+
+# --- item 7: a folder that is not ours is left alone; only our temp files are cleaned ----------------------
+def test_a_non_empty_folder_without_a_manifest_is_refused_and_left_alone(tiny, tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "figures").mkdir(parents=True)
+    (out / "report.html").write_text("<p>my own report</p>")
+    (out / "figures" / "plot.png").write_bytes(b"\x89PNG my plot")
+    before = snapshot(out)
+    for extra in ([], ["--analyses", "html"]):
+        line = one_error_line(capsys, main(ig(tiny, out, "--steps", "4", *extra)))
+        assert str(out) in line and "not an analysis folder" in line, line
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["figures", "report.html"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    line = one_error_line(capsys, main(ig(tiny, a_file, "--steps", "4")))
+    assert str(a_file) in line and a_file.read_text() == "mine"
+
+
+def test_only_temp_files_we_wrote_are_cleaned(tiny, scored_at_4, tmp_path):
+    out = tmp_path / "D"
+    shutil.copytree(scored_at_4, out)
+    scores = out / store.SCORES_DIR
+    ours = store.temp_path(scores / "00000002-r00.safetensors")  # as left by a writer killed mid-file
+    ours.write_bytes(b"partial")
+    users = [scores / ".notes.tmp-1", scores / ".00000000-r00.json.tmp-7", out / ".report.html.tmp-12",
+             out / "figures.tmp-3"]
+    for path in users:
+        path.write_text("the user's")
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert not ours.exists()
+    assert all(p.read_text() == "the user's" for p in users)

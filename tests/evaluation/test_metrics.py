@@ -4,7 +4,6 @@ the real dev sets, including a held-out-style v2 set with golds that normalise t
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import random
@@ -15,34 +14,10 @@ from lit_rcqa.evaluation.metrics import (SquadExactMatch, SquadF1, SquadMetrics,
                                          max_over_golds, normalize_answer, question_scores, v2_golds)
 from tests.evaluation import official_evaluate_v11 as official_v11
 from tests.evaluation import official_evaluate_v20 as official_v20
+from tests.evaluation.squad_docs import gold_lists, held_out_style_v2, make_doc, prediction_sets, questions
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def make_doc(questions, version="2.0"):
-    """A SQuAD document from [(id, [gold texts])]: one paragraph per question whose context holds every
-    gold, so the file is valid for our loader as well (v2: no golds means is_impossible)."""
-    paragraphs = []
-    for qid, golds in questions:
-        context = " | ".join(golds) + " | filler text"
-        answers, at = [], 0
-        for gold in golds:
-            answers.append({"text": gold, "answer_start": at})
-            at += len(gold) + 3
-        qa = {"id": qid, "question": f"question {qid}?", "answers": answers}
-        if version.startswith("2"):
-            qa["is_impossible"] = not golds
-        paragraphs.append({"context": context, "qas": [qa]})
-    return {"version": version, "data": [{"title": "T", "paragraphs": paragraphs}]}
-
-
-def questions(doc):
-    return [qa for article in doc["data"] for par in article["paragraphs"] for qa in par["qas"]]
-
-
-def gold_lists(doc):
-    return [[a["text"] for a in qa["answers"]] for qa in questions(doc)]
-
-
 def ours(doc, preds, *, version_2, chunks=1):
     """SquadMetrics over every question of `doc` ({id: prediction} must hold them all), fed in chunks."""
     qas = questions(doc)
@@ -168,36 +143,6 @@ def test_single_value_metrics_agree_with_squad_metrics():
 
 
 # ---- real dev sets -------------------------------------------------------------------------------
-def _prediction_sets(doc, seed=0):
-    """{name: {id: prediction}}: the gold answers, perturbed ones, empty ones and random spans."""
-    rng = random.Random(seed)
-    qas = [(qa, par["context"]) for article in doc["data"] for par in article["paragraphs"] for qa in par["qas"]]
-
-    def perturb(text):
-        words = text.split()
-        r = rng.random()
-        if not words or r < 0.2:
-            return text.upper() + "."
-        if r < 0.5:
-            return " ".join(words[:-1])  # drop the last word
-        if r < 0.8:
-            return "the " + text + " " + rng.choice(["area", "of it", "!"])
-        return rng.choice(["", "a an the", ".", text[::-1]])
-
-    def random_span(context):
-        words = context.split()
-        i = rng.randrange(len(words))
-        return " ".join(words[i:i + rng.randint(1, 6)])
-
-    gold = {qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "") for qa, _ in qas}
-    return {
-        "gold": gold,
-        "perturbed": {qid: perturb(g) for qid, g in gold.items()},
-        "empty": dict.fromkeys(gold, ""),
-        "random": {qa["id"]: random_span(context) for qa, context in qas},
-    }
-
-
 @pytest.fixture(scope="module")
 def dev_v1_doc(shared_data):
     with gzip.open(shared_data / "dev-v1.1.json.gz", "rt", encoding="utf-8") as fh:
@@ -209,33 +154,10 @@ def dev_v2_doc(shared_data):
     return json.loads((shared_data / "dev-v2.0-subset-6articles.json").read_text(encoding="utf-8"))
 
 
-def held_out_style_v2(dev_v2_doc, dev_v1_doc, seed=3):
-    """A v2 set with golds that normalise to nothing, as held-out sets have: the v2 subset, plus the
-    three real v1.1 dev paragraphs whose golds include ".", plus a "." gold (a real "." of the context)
-    added to every fifth answerable question (and made the only gold of every fifteenth)."""
-    rng = random.Random(seed)
-    doc = copy.deepcopy(dev_v2_doc)
-    dotted = []
-    for article in dev_v1_doc["data"]:
-        for par in article["paragraphs"]:
-            if any(not normalize_answer(a["text"]) for qa in par["qas"] for a in qa["answers"]):
-                dotted.append(copy.deepcopy(par))
-    assert len(dotted) == 3
-    doc["data"].append({"title": "v1.1 dev paragraphs with '.' golds", "paragraphs": dotted})
-    answerable = [(qa, par["context"]) for article in doc["data"][:-1] for par in article["paragraphs"]
-                  for qa in par["qas"] if qa["answers"]]
-    for i, (qa, context) in enumerate(answerable):
-        if i % 5 == 0 and "." in context:
-            dots = [j for j, ch in enumerate(context) if ch == "."]
-            dot = {"text": ".", "answer_start": rng.choice(dots)}
-            qa["answers"] = [dot] if i % 15 == 0 else qa["answers"] + [dot]
-    return doc
-
-
 @pytest.mark.slow
 def test_v1_matches_evaluate_v11_on_full_dev(dev_v1_doc):
     assert len(questions(dev_v1_doc)) == 10570
-    for name, preds in _prediction_sets(dev_v1_doc).items():
+    for name, preds in prediction_sets(dev_v1_doc).items():
         reference = official_v11.evaluate(dev_v1_doc["data"], preds)
         got = ours(dev_v1_doc, preds, version_2=False, chunks=4)
         assert got["total"] == 10570 and "NoAns_total" not in got, name
@@ -247,7 +169,7 @@ def test_v1_matches_evaluate_v11_on_full_dev(dev_v1_doc):
 @pytest.mark.slow
 def test_v2_rule_matches_evaluate_v20_on_full_v1_dev(dev_v1_doc):
     """The v1.1 dev set holds three real "." golds; v2 scoring must drop them as evaluate-v2.0.py does."""
-    for name, preds in _prediction_sets(dev_v1_doc, seed=2).items():
+    for name, preds in prediction_sets(dev_v1_doc, seed=2).items():
         if name in ("empty", "perturbed"):  # the sets where "." golds change the scores
             assert_matches(ours(dev_v1_doc, preds, version_2=True, chunks=4), official_v2_as_ours(dev_v1_doc, preds))
 
@@ -255,7 +177,7 @@ def test_v2_rule_matches_evaluate_v20_on_full_v1_dev(dev_v1_doc):
 def test_v2_matches_evaluate_v20_on_v2_subset(dev_v2_doc):
     assert sum(1 for qa in questions(dev_v2_doc) if not qa["answers"]) == 910
     results = {}
-    for name, preds in _prediction_sets(dev_v2_doc, seed=1).items():
+    for name, preds in prediction_sets(dev_v2_doc, seed=1).items():
         reference = official_v2_as_ours(dev_v2_doc, preds)
         assert_matches(ours(dev_v2_doc, preds, version_2=True, chunks=3), reference)
         results[name] = reference
@@ -270,15 +192,15 @@ def test_v2_matches_evaluate_v20_on_v2_subset(dev_v2_doc):
 
 def test_held_out_style_v2_with_dot_golds_equals_evaluate_v20(dev_v2_doc, dev_v1_doc):
     doc = held_out_style_v2(dev_v2_doc, dev_v1_doc)
-    n_dot_only = sum(1 for qa in questions(doc) if qa["answers"] and
-                     not any(normalize_answer(a["text"]) for a in qa["answers"]))
+    norm = official_v20.normalize_answer
+    n_dot_only = sum(1 for qa in questions(doc) if qa["answers"] and not any(norm(a["text"]) for a in qa["answers"]))
     assert n_dot_only > 10
-    for name, preds in _prediction_sets(doc, seed=4).items():
+    for name, preds in prediction_sets(doc, seed=4).items():
         reference = official_v2_as_ours(doc, preds)
         assert_matches(ours(doc, preds, version_2=True, chunks=2), reference)
     # The rule matters here: scoring the empty predictions without dropping "." golds (as before) differs.
-    empty = _prediction_sets(doc)["empty"]
-    no_drop = sum(max(float(normalize_answer(g) == "") for g in (golds or [""])) for golds in gold_lists(doc))
+    empty = prediction_sets(doc)["empty"]
+    no_drop = sum(max(float(norm(g) == "") for g in (golds or [""])) for golds in gold_lists(doc))
     assert official_v2_as_ours(doc, empty)["exact_match"] != pytest.approx(100.0 * no_drop / len(empty))
 
 

@@ -48,6 +48,7 @@ def test_shards_that_outlived_their_manifest_are_checked_against_the_new_setting
     before = snapshot(out)
     line = one_error_line(capsys, main(ig(tiny, out, "--steps", "8", "--method", "riemann_left")))
     assert str(out / store.SCORES_DIR) in line and "(ig.method, ig.steps)" in line, line
+    assert f"delete {out} to start over" in line
     assert snapshot(out) == before  # no manifest claiming m = 8 for shards computed at m = 4
     # The same settings as the shards' adopt them: a new manifest, nothing computed, the shards as they were.
     assert main(ig(tiny, out, "--steps", "4")) == 0
@@ -124,3 +125,33 @@ def test_only_temp_files_we_wrote_are_cleaned(tiny, scored_at_4, tmp_path):
     assert main(ig(tiny, out, "--steps", "4")) == 0
     assert not ours.exists()
     assert all(p.read_text() == "the user's" for p in users)
+
+
+# --- folders written before shards carried their settings (schema 1) --------------------------------------
+def make_legacy(out: Path) -> None:
+    """Rewrite a folder as the previous version wrote it: schema 1 manifest and sidecars, no settings or checksum."""
+    manifest = json.loads((out / store.MANIFEST).read_text())
+    (out / store.MANIFEST).write_text(json.dumps({**manifest, "schema": 1}))
+    for sidecar in (out / store.SCORES_DIR).glob("*.json"):
+        meta = json.loads(sidecar.read_text())
+        del meta["settings"], meta["sha256"]
+        sidecar.write_text(json.dumps({**meta, "schema": 1}))
+
+
+def test_a_schema_1_folder_resumes_under_its_own_manifest_only(tiny, scored_at_4, tmp_path, capsys):
+    out = tmp_path / "old"
+    shutil.copytree(scored_at_4, out)
+    make_legacy(out)
+    for path in (out / store.SCORES_DIR).glob("00000002-r00.*"):
+        path.unlink()  # an interrupted run of the previous version
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert "(2 computed now" in capsys.readouterr().out
+    assert list(store.load(out)) == list(store.load(scored_at_4))
+    # Without the manifest written with them, nothing says what the old shards were computed with.
+    (out / store.MANIFEST).unlink()
+    line = one_error_line(capsys, main(ig(tiny, out, "--steps", "4")))
+    assert "00000000-r00.json was written by an older version" in line and f"delete {out} and re-run" in line, line
+    # Following the line's advice starts over.
+    shutil.rmtree(out)
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert list(store.load(out)) == list(store.load(scored_at_4))

@@ -177,14 +177,14 @@ def _sidecars(out_dir: Path, expected: Mapping[str, Any] | None = None) -> list[
             if not vouched:
                 raise UserError(f"{folder}: shard {path.name} was written by an older version and does not say "
                                 "which IG settings it was computed with (no manifest of that version vouches for "
-                                f"it); delete {folder} and re-run, or pass another --out")
+                                f"it); delete {Path(out_dir)} and re-run, or pass another --out")
         elif expected is None:
             expected, reference = meta["settings"], f"shard {path.name}'s"
         else:
             diff = manifest_conflicts(expected, meta["settings"])
             if diff:
                 raise UserError(f"{folder}: shard {path.name} was computed with other settings than {reference} "
-                                f"({', '.join(diff)}); delete {folder} to start over, or pass another --out")
+                                f"({', '.join(diff)}); delete {Path(out_dir)} to start over, or pass another --out")
         found.append((path, meta))
     return found
 

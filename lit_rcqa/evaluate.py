@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     v2.add_argument("--out-file", "-o", metavar="eval.json", help="write the scores to this file instead of stdout")
     v2.add_argument("--na-prob-file", "-n", metavar="na_prob.json",
                     help="JSON {question id: probability of no answer}; adds the best thresholds")
-    v2.add_argument("--na-prob-thresh", "-t", type=float, default=None,
+    v2.add_argument("--na-prob-thresh", "-t", type=float, default=None, metavar="P",
                     help='predict "" where the no-answer probability exceeds this (default 1.0)')
     v2.add_argument("--out-image-dir", "-p", metavar="out_images",
                     help="not supported (the official precision-recall plots): refused")

@@ -23,6 +23,7 @@ from typing_extensions import override
 from lit_rcqa.attribution.store import (SCHEMA_VERSION, SCORES_DIR, encode_sidecar, free_shard_name, sha256_bytes,
                                         temp_path)
 from lit_rcqa.attribution.system import ExampleResult
+from lit_rcqa.errors import UserError
 
 
 def _write_atomic(path: Path, data: bytes, *, replace: bool = True) -> None:
@@ -35,8 +36,14 @@ def _write_atomic(path: Path, data: bytes, *, replace: bool = True) -> None:
             os.fsync(f.fileno())
         if replace:
             os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic, and fails if `path` exists (rename would silently replace it)
+            return
+        try:
+            os.link(tmp, path)  # atomic, and fails if `path` exists (a rename would silently replace it)
+        except FileExistsError:  # the name was free a moment ago: another process writes here too
+            raise UserError(f"{path} appeared while this run was writing it: is another analyze.py writing into "
+                            f"{path.parent}? Nothing was replaced; re-run once it has finished") from None
+        except OSError:  # a file system without hard links; `free_shard_name` picked a name nobody holds
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

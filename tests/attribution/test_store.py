@@ -311,3 +311,14 @@ def test_schema_1_shards_load_only_under_the_schema_1_manifest_written_with_them
             store.load(tmp_path)
         message = str(err.value)
         assert "\n" not in message and "older version" in message and str(tmp_path) in message, message
+
+
+def test_a_sidecar_that_appears_while_it_is_written_is_not_replaced(tmp_path):
+    # Another process committed the same name between our name check and our commit: ours is not put over it.
+    from callbacks.ig_writer import _write_atomic
+
+    path = tmp_path / "00000000-r00.json"
+    path.write_bytes(b"theirs")
+    with pytest.raises(UserError, match="another analyze.py"):
+        _write_atomic(path, b"ours", replace=False)
+    assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -87,7 +87,7 @@ def open_run(root: str, name: str, *, kind: str, resume: bool,
     if status.get("status") == "complete" and not resume:
         raise UserError(f"run directory {run_dir} already holds a complete run: choose another --run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if _is_rank_zero():  # the launcher locks and writes run.json; its DDP children only join
+    if is_rank_zero():  # the launcher locks and writes run.json; its DDP children only join
         stale_pid = _lock(run_dir)
         if stale_pid is not None:
             notify(f"taking over {run_dir}: its lock names process {stale_pid}, which is no longer running")
@@ -135,7 +135,7 @@ def _unlock(run_dir: Path) -> None:
         os.close(fd)  # closing releases the flock
 
 
-def _is_rank_zero() -> bool:
+def is_rank_zero() -> bool:
     # Lightning sets these in the processes it launches; the launching process is rank 0.
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 

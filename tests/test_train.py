@@ -102,6 +102,56 @@ def test_bad_configuration_is_one_line_and_leaves_no_complete_run(tmp_path, args
     assert not status.exists() or json.loads(status.read_text())["status"] != "complete"
 
 
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/lit-rcqa-escape-test"])
+def test_a_run_name_cannot_escape_the_runs_folder(tmp_path, name):
+    (tmp_path / "cwd").mkdir()
+    result = train(["--run.name", name, "--run.logger", "none"], tmp_path / "cwd", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--run.name" in lines[0] and name in lines[0], result.stderr
+    assert not (tmp_path / "escape").exists() and not Path("/tmp/lit-rcqa-escape-test").exists()
+
+
+def evil_checkpoint(path: Path) -> Path:
+    """A checkpoint file that is not weights-only: unpickling it would build an arbitrary object."""
+    import argparse
+
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(x=1)}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["evil", "missing", "not_a_checkpoint", "tensor"])
+def test_a_bad_checkpoint_is_one_line(tiny_model_dir, tmp_path, kind):
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "evil":
+        evil_checkpoint(path)
+    elif kind == "not_a_checkpoint":
+        path.write_text("hello")
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    result = train(base_args(tiny_model_dir, "c1", "--run.logger", "none", "--ckpt_path", str(path)), tmp_path,
+                   timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(path) in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "c1").exists()  # refused before a run folder is made
+
+
+def test_a_rejected_data_file_leaves_no_run_folder(tiny_model_dir, tmp_path):
+    from tests.data.test_squad import squad_doc
+
+    doc = squad_doc()
+    doc["data"][0]["paragraphs"][0]["qas"][1]["answers"][0]["answer_start"] = 3  # does not index "12"
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    result = train(base_args(tiny_model_dir, "bad", "--run.logger", "none", "--data.train_file", "bad.json",
+                             "--data.dev_file", "bad.json"), tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "bad.json" in lines[0] and "'q2'" in lines[0], result.stderr
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
 def test_saved_model_answers_through_the_hf_pipeline(tiny_model_dir, tmp_path):
     assert train(base_args(tiny_model_dir, "p1", "--run.logger", "none"), tmp_path).returncode == 0
     from transformers import pipeline

@@ -4,7 +4,6 @@ own missing-prediction message; plus DuoRC ("NA") and one-line errors for bad in
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 from lit_rcqa.evaluate import main
 from tests.evaluation import official_evaluate_v11 as official_v11
 from tests.evaluation import official_evaluate_v20 as official_v20
-from tests.evaluation.squad_docs import held_out_style_v2, make_doc, prediction_sets, questions
+from tests.evaluation.squad_docs import held_out_style_v2, make_doc, prediction_sets, questions, real_devs
 
 
 def _run(capsys, *argv):
@@ -45,15 +44,25 @@ def _restricted(doc, preds):
     return out
 
 
-@pytest.fixture(scope="module")
-def v1_doc(shared_data):
-    with gzip.open(shared_data / "dev-v1.1.json.gz", "rt", encoding="utf-8") as fh:
-        return json.load(fh)
+# The real dev sets: the committed extracts in every clone, the full files where present.
+_EXTRACT_AND_FULL = ["extract", "full"]
+_EXTRACT_AND_FULL_SLOW = ["extract", pytest.param("full", marks=pytest.mark.slow)]  # full v1.1 dev: 10570 questions
 
 
 @pytest.fixture(scope="module")
-def v2_doc(shared_data):
-    return json.loads((shared_data / "dev-v2.0-subset-6articles.json").read_text(encoding="utf-8"))
+def real(request):
+    """(v1.1 dev, v2.0 dev) as RealDev: the extracts, or the full files (skipped where absent)."""
+    return real_devs(request.param, request)
+
+
+@pytest.fixture(scope="module")
+def v1(real):
+    return real[0], real[0].read()
+
+
+@pytest.fixture(scope="module")
+def v2(real):
+    return real[1], real[1].read()
 
 
 # ---- v1.1 ------------------------------------------------------------------------------------------
@@ -73,19 +82,22 @@ def test_v1_drop_in_hand_built(capsys, tmp_path):
     assert err == "Unanswered question gone will receive score 0.\n"
 
 
-@pytest.mark.slow
-def test_v1_full_dev_gold_and_spoiled_predictions(capsys, tmp_path, shared_data, v1_doc):
-    plain = _write(tmp_path / "dev-v1.1.json", v1_doc)  # the official script reads plain JSON; ours the .gz
-    qas = questions(v1_doc)
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL_SLOW, indirect=True)
+def test_v1_real_dev_gold_and_spoiled_predictions(capsys, tmp_path, v1):
+    facts, doc = v1
+    plain = _write(tmp_path / "dev-v1.1.json", doc)  # the official script reads plain JSON; ours also the .gz
+    qas = questions(doc)
+    n, n_dropped = facts.questions, facts.questions // 10
+    assert len(qas) == n
     preds = {qa["id"]: qa["answers"][0]["text"] for qa in qas}
     path = _write(tmp_path / "p.json", preds)
-    code, out, err = _run(capsys, shared_data / "dev-v1.1.json.gz", path)
+    code, out, err = _run(capsys, facts.path, path)
     assert code == 0 and err == "" and out == _official(capsys, official_v11, plain, path)[0]
     assert json.loads(out) == {"exact_match": 100.0, "f1": 100.0}
-    # Spoil them in known ways: drop the first 1057, empty every 7th, reverse every 5th, add a word to
+    # Spoil them in known ways: drop the first tenth, empty every 7th, reverse every 5th, add a word to
     # every 3rd. The official script and ours must agree on every digit, and the scores must fall.
     for i, qa in enumerate(qas):
-        if i < 1057:
+        if i < n_dropped:
             del preds[qa["id"]]
         elif i % 7 == 0:
             preds[qa["id"]] = ""
@@ -94,13 +106,13 @@ def test_v1_full_dev_gold_and_spoiled_predictions(capsys, tmp_path, shared_data,
         elif i % 3 == 0:
             preds[qa["id"]] += " indeed"
     path = _write(tmp_path / "p.json", preds)
-    code, out, err = _run(capsys, shared_data / "dev-v1.1.json.gz", path)
+    code, out, err = _run(capsys, facts.path, path)
     want_out, want_err = _official(capsys, official_v11, plain, path)
     assert code == 0 and out == want_out and err == want_err
     result = json.loads(out)
-    assert err.count("\n") == 1057 and err.startswith(f"Unanswered question {qas[0]['id']} will receive score 0.")
-    assert result["exact_match"] < 100.0 * (10570 - 1057) / 10570 - 20  # the spoilt ones count: ~50 points lost
-    assert result["f1"] < 100.0 * (10570 - 1057) / 10570 - 10
+    assert err.count("\n") == n_dropped and err.startswith(f"Unanswered question {qas[0]['id']} will receive score 0.")
+    assert result["exact_match"] < 100.0 * (n - n_dropped) / n - 20  # the spoilt ones count: ~50 points lost
+    assert result["f1"] < 100.0 * (n - n_dropped) / n - 10
 
 
 # ---- v2.0 ------------------------------------------------------------------------------------------
@@ -173,11 +185,14 @@ def test_v2_missing_predictions_are_left_out_of_every_total(capsys, tmp_path):
         assert result["total"] == 5 and result["HasAns_total"] == 3 and result["NoAns_total"] == 2
 
 
-def test_v2_real_subset_with_na_probs(capsys, tmp_path, shared_data, v2_doc):
-    """The real v2 subset, na_prob.json as train.py writes it ({id: probability}) with ties, and thresholds."""
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
+def test_v2_real_dev_with_na_probs(capsys, tmp_path, v2):
+    """The real v2 set, na_prob.json as train.py writes it ({id: probability}) with ties, and thresholds."""
+    facts, doc = v2
+    n, n_na = facts.questions, facts.unanswerable
     rng = random.Random(5)
-    data = shared_data / "dev-v2.0-subset-6articles.json"
-    for name, preds in prediction_sets(v2_doc, seed=6).items():
+    data = facts.path
+    for name, preds in prediction_sets(doc, seed=6).items():
         if name == "random":
             for qid in list(preds)[::9]:
                 preds[qid] = ""  # some abstentions
@@ -188,14 +203,15 @@ def test_v2_real_subset_with_na_probs(capsys, tmp_path, shared_data, v2_doc):
             assert code == 0 and err == ""
             assert out == _official(capsys, official_v20, data, pred_path, *options)[0], (name, options)
         result = json.loads(out)
-        assert result["total"] == 1905 and result["NoAns_total"] == 910 and "best_f1_thresh" in result
+        assert result["total"] == n and result["NoAns_total"] == n_na and "best_f1_thresh" in result
         if name == "empty":  # answering nothing: only the unanswerable are right, whatever the threshold
-            assert result["exact"] == result["best_exact"] == pytest.approx(100 * 910 / 1905)
+            assert result["exact"] == result["best_exact"] == pytest.approx(100 * n_na / n)
 
 
-def test_held_out_style_v2_with_dot_golds_equals_evaluate_v20(capsys, tmp_path, v2_doc, v1_doc):
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
+def test_held_out_style_v2_with_dot_golds_equals_evaluate_v20(capsys, tmp_path, v2, v1):
     """A v2 set with "." golds: our EM and F1 are the official script's, digit for digit."""
-    doc = held_out_style_v2(v2_doc, v1_doc)
+    doc = held_out_style_v2(v2[1], v1[1], dot_questions=v1[0].dot_questions)
     data = _write(tmp_path / "held_out.json", doc)
     for name, preds in prediction_sets(doc, seed=8).items():
         pred_path = _write(tmp_path / "p.json", preds)

@@ -1,11 +1,10 @@
 """EM/F1 (functions and torchmetrics metrics) against transcriptions of the official scripts
 (tests/evaluation/official_evaluate_v11.py and official_evaluate_v20.py): hand-built edge cases and
-the real dev sets, including a held-out-style v2 set with golds that normalise to nothing (".")."""
+the real dev sets (the committed extracts in every clone, the full files where present), including a
+held-out-style v2 set with golds that normalise to nothing (".")."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 
 import pytest
@@ -14,7 +13,8 @@ from lit_rcqa.evaluation.metrics import (SquadExactMatch, SquadF1, SquadMetrics,
                                          max_over_golds, normalize_answer, question_scores, v2_golds)
 from tests.evaluation import official_evaluate_v11 as official_v11
 from tests.evaluation import official_evaluate_v20 as official_v20
-from tests.evaluation.squad_docs import gold_lists, held_out_style_v2, make_doc, prediction_sets, questions
+from tests.evaluation.squad_docs import (gold_lists, held_out_style_v2, make_doc, prediction_sets, questions,
+                                        real_devs)
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -142,59 +142,79 @@ def test_single_value_metrics_agree_with_squad_metrics():
     assert float(v1.compute()) == 100.0 and float(v2.compute()) == 50.0
 
 
-# ---- real dev sets -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def dev_v1_doc(shared_data):
-    with gzip.open(shared_data / "dev-v1.1.json.gz", "rt", encoding="utf-8") as fh:
-        return json.load(fh)
+# ---- real dev sets: the committed extracts in every clone, the full files where present ------------
+_EXTRACT_AND_FULL = ["extract", "full"]
+_EXTRACT_AND_FULL_SLOW = ["extract", pytest.param("full", marks=pytest.mark.slow)]  # full v1.1 dev: 10570 questions
 
 
 @pytest.fixture(scope="module")
-def dev_v2_doc(shared_data):
-    return json.loads((shared_data / "dev-v2.0-subset-6articles.json").read_text(encoding="utf-8"))
+def real(request):
+    """(v1.1 dev, v2.0 dev) as RealDev: the extracts, or the full files (skipped where absent)."""
+    return real_devs(request.param, request)
 
 
-@pytest.mark.slow
-def test_v1_matches_evaluate_v11_on_full_dev(dev_v1_doc):
-    assert len(questions(dev_v1_doc)) == 10570
-    for name, preds in prediction_sets(dev_v1_doc).items():
-        reference = official_v11.evaluate(dev_v1_doc["data"], preds)
-        got = ours(dev_v1_doc, preds, version_2=False, chunks=4)
-        assert got["total"] == 10570 and "NoAns_total" not in got, name
+@pytest.fixture(scope="module")
+def dev_v1(real):
+    return real[0], real[0].read()
+
+
+@pytest.fixture(scope="module")
+def dev_v2(real):
+    return real[1], real[1].read()
+
+
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL_SLOW, indirect=True)
+def test_v1_matches_evaluate_v11_on_real_dev(dev_v1):
+    facts, doc = dev_v1
+    assert len(questions(doc)) == facts.questions
+    for name, preds in prediction_sets(doc).items():
+        reference = official_v11.evaluate(doc["data"], preds)
+        got = ours(doc, preds, version_2=False, chunks=4)
+        assert got["total"] == facts.questions and "NoAns_total" not in got, name
         assert got["exact_match"] == reference["exact_match"], name
         assert got["f1"] == pytest.approx(reference["f1"], abs=1e-9), name
     assert reference["exact_match"] < 10  # the last set, random spans, is mostly wrong: the check has teeth
 
 
-@pytest.mark.slow
-def test_v2_rule_matches_evaluate_v20_on_full_v1_dev(dev_v1_doc):
-    """The v1.1 dev set holds three real "." golds; v2 scoring must drop them as evaluate-v2.0.py does."""
-    for name, preds in prediction_sets(dev_v1_doc, seed=2).items():
-        if name in ("empty", "perturbed"):  # the sets where "." golds change the scores
-            assert_matches(ours(dev_v1_doc, preds, version_2=True, chunks=4), official_v2_as_ours(dev_v1_doc, preds))
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL_SLOW, indirect=True)
+def test_v2_rule_matches_evaluate_v20_on_real_v1_dev(dev_v1):
+    """The v1.1 dev set holds real "." golds (3; 2 in the extract); v2 scoring must drop them as
+    evaluate-v2.0.py does."""
+    facts, doc = dev_v1
+    sets = prediction_sets(doc, seed=2)
+    for name in ("empty", "perturbed"):  # the sets where "." golds change the scores
+        assert_matches(ours(doc, sets[name], version_2=True, chunks=4), official_v2_as_ours(doc, sets[name]))
+    # The "." golds are there and the rule bites: "" matches them under evaluate-v1.1.py only.
+    assert official_v11.evaluate(doc["data"], sets["empty"])["exact_match"] == pytest.approx(
+        100.0 * facts.dot_questions / facts.questions)
+    assert official_v2_as_ours(doc, sets["empty"])["exact_match"] == 0.0
 
 
-def test_v2_matches_evaluate_v20_on_v2_subset(dev_v2_doc):
-    assert sum(1 for qa in questions(dev_v2_doc) if not qa["answers"]) == 910
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
+def test_v2_matches_evaluate_v20_on_real_v2_dev(dev_v2):
+    facts, doc = dev_v2
+    n, n_na = facts.questions, facts.unanswerable
+    assert len(questions(doc)) == n and sum(1 for qa in questions(doc) if not qa["answers"]) == n_na
     results = {}
-    for name, preds in prediction_sets(dev_v2_doc, seed=1).items():
-        reference = official_v2_as_ours(dev_v2_doc, preds)
-        assert_matches(ours(dev_v2_doc, preds, version_2=True, chunks=3), reference)
+    for name, preds in prediction_sets(doc, seed=1).items():
+        reference = official_v2_as_ours(doc, preds)
+        assert_matches(ours(doc, preds, version_2=True, chunks=3), reference)
         results[name] = reference
     # gold answers for the answerable, "" for the rest: everything right, by the official script too
-    assert results["gold"] == {"exact_match": 100.0, "f1": 100.0, "total": 1905,
-                               "HasAns_exact": 100.0, "HasAns_f1": 100.0, "HasAns_total": 995,
-                               "NoAns_exact": 100.0, "NoAns_f1": 100.0, "NoAns_total": 910}
+    assert results["gold"] == {"exact_match": 100.0, "f1": 100.0, "total": n,
+                               "HasAns_exact": 100.0, "HasAns_f1": 100.0, "HasAns_total": n - n_na,
+                               "NoAns_exact": 100.0, "NoAns_f1": 100.0, "NoAns_total": n_na}
     # all empty: exactly the unanswerable questions are right
-    assert results["empty"]["exact_match"] == pytest.approx(100.0 * 910 / 1905)
+    assert results["empty"]["exact_match"] == pytest.approx(100.0 * n_na / n)
     assert results["empty"]["HasAns_exact"] == 0.0 and results["empty"]["NoAns_f1"] == 100.0
 
 
-def test_held_out_style_v2_with_dot_golds_equals_evaluate_v20(dev_v2_doc, dev_v1_doc):
-    doc = held_out_style_v2(dev_v2_doc, dev_v1_doc)
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
+def test_held_out_style_v2_with_dot_golds_equals_evaluate_v20(dev_v2, dev_v1):
+    doc = held_out_style_v2(dev_v2[1], dev_v1[1], dot_questions=dev_v1[0].dot_questions)
     norm = official_v20.normalize_answer
     n_dot_only = sum(1 for qa in questions(doc) if qa["answers"] and not any(norm(a["text"]) for a in qa["answers"]))
-    assert n_dot_only > 10
+    assert n_dot_only >= 5
     for name, preds in prediction_sets(doc, seed=4).items():
         reference = official_v2_as_ours(doc, preds)
         assert_matches(ours(doc, preds, version_2=True, chunks=2), reference)

@@ -4,7 +4,8 @@
     python -m lit_rcqa.evaluate dev-v2.0.json predictions.json --na-prob-file na_prob.json [-t 1.0] [-o eval.json]
 
 DATASET is SQuAD JSON (plain or .gz) or DuoRC JSON; PREDICTIONS is {"question id": "answer"} ("NA"
-means no answer for DuoRC). A dataset with an unanswerable question, and DuoRC, is scored as
+means no answer for DuoRC). A SQuAD 2.0 file (it declares "v2.0" or has is_impossible fields, even
+with every question answerable), a dataset with an unanswerable question, and DuoRC are scored as
 evaluate-v2.0.py does; any other as evaluate-v1.1.py. The output is that script's, key for key:
 - v1.1: {"exact_match", "f1"} on one line; a question without a prediction scores 0 and stays in the
   total ("Unanswered question <id> will receive score 0." on stderr). No options.
@@ -35,16 +36,19 @@ DUORC_NO_ANSWER = "NA"
 V11, V20 = "1.1", "2.0"
 
 
-def scoring_version(examples: Sequence[Any], *, duorc: bool = False) -> str:
-    """Which official script scores this data: v2.0 for DuoRC and for data with an unanswerable question."""
-    return V20 if duorc or any(ex.is_impossible for ex in examples) else V11
+def scoring_version(examples: Sequence[Any], *, data_version: str = "", duorc: bool = False) -> str:
+    """Which official script scores this data: v2.0 for DuoRC, for a file the loader reads as SQuAD 2.0
+    (`data_version` "2.0": it declares "v2.0" or has is_impossible fields, even if every question is
+    answerable) and for data with an unanswerable question; v1.1 otherwise."""
+    v2 = duorc or data_version == V20 or any(ex.is_impossible for ex in examples)
+    return V20 if v2 else V11
 
 
-def score(examples: Sequence[Any], predictions: Mapping[str, str], *, duorc: bool = False,
+def score(examples: Sequence[Any], predictions: Mapping[str, str], *, data_version: str = "", duorc: bool = False,
           na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0) -> tuple[dict[str, Any], list[str]]:
     """(the official script's output dict, ids of the questions without a prediction), for the script
     `scoring_version` picks. No-answer probabilities apply to v2.0 only."""
-    if scoring_version(examples, duorc=duorc) == V11:
+    if scoring_version(examples, data_version=data_version, duorc=duorc) == V11:
         if na_probs is not None:
             raise ValueError("no-answer probabilities are a SQuAD v2.0 option")
         return score_v11(examples, predictions)
@@ -227,8 +231,9 @@ def _check_options(args: argparse.Namespace, version: str) -> None:
                    "--na-prob-thresh": args.na_prob_thresh, "--verbose": args.verbose or None}
         given = [flag for flag, value in options.items() if value is not None]
         if given:
-            raise UserError(f"{given[0]} is an option of evaluate-v2.0.py, but {args.dataset} has no unanswerable "
-                            "question, so it is scored as SQuAD v1.1 (evaluate-v1.1.py takes no options)")
+            raise UserError(f"{given[0]} is an option of evaluate-v2.0.py, but {args.dataset} is SQuAD v1.1 (no "
+                            "v2.0 version or is_impossible field, no unanswerable question): evaluate-v1.1.py "
+                            "takes no options")
     if args.out_file is not None and os.path.exists(args.out_file):  # never overwrite an input
         inputs = [p for p in (args.dataset, args.predictions, args.na_prob_file) if p and os.path.exists(p)]
         if any(os.path.samefile(args.out_file, p) for p in inputs):
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         examples, duorc = loaded.examples, loaded.version == "duorc"
         if not examples:
             raise UserError(f"{args.dataset}: no questions to score")
-        version = scoring_version(examples, duorc=duorc)
+        version = scoring_version(examples, data_version=loaded.version, duorc=duorc)
         _check_options(args, version)
         predictions = read_predictions(args.predictions)
         na_probs = read_na_probs(args.na_prob_file) if args.na_prob_file else None
@@ -261,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"{args.na_prob_file}: no probability for question {lacking[0]!r} "
                                 f"({len(lacking)} of the {answered} predicted questions have none)")
         thresh = 1.0 if args.na_prob_thresh is None else args.na_prob_thresh
-        result, missing = score(examples, predictions, duorc=duorc, na_probs=na_probs, na_prob_thresh=thresh)
+        result, missing = score(examples, predictions, data_version=loaded.version, duorc=duorc,
+                                na_probs=na_probs, na_prob_thresh=thresh)
         if args.out_file is not None:
             write_json_file(args.out_file, result)
         else:

@@ -185,6 +185,37 @@ def test_v2_missing_predictions_are_left_out_of_every_total(capsys, tmp_path):
         assert result["total"] == 5 and result["HasAns_total"] == 3 and result["NoAns_total"] == 2
 
 
+@pytest.mark.parametrize("declared", ["2.0", "v2.0"])
+@pytest.mark.parametrize("options", [[], ["-n", "probs"], ["-n", "probs", "-t", "0.5"], ["-o", "out"]])
+def test_v2_file_with_only_answerable_questions_is_scored_as_v2(capsys, tmp_path, declared, options):
+    """A file that declares v2.0 is scored by evaluate-v2.0.py's rules even when every question is
+    answerable ("." golds dropped, v2 keys) and takes that script's options; the released v2 dev file
+    says "v2.0"."""
+    doc = make_doc([("q", [".", "Denver"]), ("r", ["Broncos"])], version="2.0")
+    doc["version"] = declared
+    if declared == "v2.0":  # the declared version alone, without any is_impossible field
+        for qa in questions(doc):
+            del qa["is_impossible"]
+    data = _write(tmp_path / "d.json", doc)
+    preds = _write(tmp_path / "p.json", {"q": "", "r": "Broncos"})
+    probs = _write(tmp_path / "probs.json", {"q": 0.7, "r": 0.2})
+    swap = {"probs": probs, "out": tmp_path / "ours.json"}
+    code, out, err = _run(capsys, data, preds, *[swap.get(o, o) for o in options])
+    assert code == 0 and err == "", err
+    if "out" in options:
+        theirs = tmp_path / "theirs.json"
+        _official(capsys, official_v20, data, preds, "-o", theirs)
+        out, want = (tmp_path / "ours.json").read_text(), theirs.read_text()
+    else:
+        want = _official(capsys, official_v20, data, preds, *[swap.get(o, o) for o in options])[0]
+    assert out == want
+    result = json.loads(out)
+    # By hand: "" against "Denver" ("." dropped) is wrong, "Broncos" right: 50 / 50, two answerable.
+    if "-t" not in options:
+        assert (result["exact"], result["f1"], result["total"], result["HasAns_total"]) == (50.0, 50.0, 2, 2)
+    assert "NoAns_total" not in result
+
+
 @pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
 def test_v2_real_dev_with_na_probs(capsys, tmp_path, v2):
     """The real v2 set, na_prob.json as train.py writes it ({id: probability}) with ties, and thresholds."""

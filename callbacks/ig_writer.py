@@ -1,10 +1,11 @@
 """`IGShardWriter`: streams the prediction loop's IG results to disk, one shard per (rank, batch).
 
 Only writes. The format (documented in `lit_rcqa.attribution.store`, its only reader) is safetensors for
-arrays plus a JSON sidecar, never pickle. Each file goes to a temp name in the same folder and is renamed
-into place; the sidecar, which names and checksums the tensor files and itself, is committed last (never over
-an existing one), so a shard is either complete or absent even after `kill -9`, and a committed shard is never
-replaced. Nothing is kept in memory after a batch is written.
+arrays plus a JSON sidecar, never pickle. Each file goes to a temp name in the same folder and is committed
+(hard link, or a checked rename where links are not supported) under a name no file holds, never over an
+existing one; the sidecar, which names and checksums the tensor files and itself, is committed last, so a
+shard is either complete or absent even after `kill -9`, and a committed file is never replaced. Nothing is
+kept in memory after a batch is written.
 
     trainer = Trainer(inference_mode=False, callbacks=[IGShardWriter(out_dir, store.settings_of(manifest))])
     trainer.predict(AttributionSystem(...), dataloader, return_predictions=False)
@@ -26,23 +27,24 @@ from lit_rcqa.attribution.system import ExampleResult
 from lit_rcqa.errors import UserError
 
 
-def _write_atomic(path: Path, data: bytes, *, replace: bool = True) -> None:
-    """Write to a temp name, then rename into place; `replace=False`: never over an existing file."""
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp name, then commit it under `path`, never over an existing file: a name taken meanwhile
+    (another writer) is a clear error, and whatever holds that name stays as it is."""
     tmp = temp_path(path)
+    taken = UserError(f"{path} appeared while this run was writing it: is another analyze.py writing into "
+                      f"{path.parent}? Nothing was replaced; re-run once it has finished")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return
         try:
             os.link(tmp, path)  # atomic, and fails if `path` exists (a rename would silently replace it)
         except FileExistsError:  # the name was free a moment ago: another process writes here too
-            raise UserError(f"{path} appeared while this run was writing it: is another analyze.py writing into "
-                            f"{path.parent}? Nothing was replaced; re-run once it has finished") from None
-        except OSError:  # a file system without hard links; `free_shard_name` picked a name nobody holds
+            raise taken from None
+        except OSError:  # a file system without hard links: check, then rename. The two steps are not atomic;
+            if path.exists():  # the folder lock (run.out_dir_lock) is what keeps other writers out meanwhile
+                raise taken from None
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -93,7 +95,8 @@ class IGShardWriter(BasePredictionWriter):
         from safetensors.numpy import save as to_safetensors
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        # Tensor files of that name without a sidecar are leftovers of a killed run: no shard, safe to replace.
+        # A name none of whose files exist: tensor files are committed without replacing too, so two writers
+        # can never pair one's sidecar with the other's tensors under a shared name.
         name = free_shard_name(self.folder, min(r.position for r in prediction), trainer.global_rank)
         scores, hidden = encode_shard(prediction)
         tensors = {}
@@ -105,4 +108,4 @@ class IGShardWriter(BasePredictionWriter):
             tensors[kind] = {"file": f"{name}{suffix}", "bytes": len(data), "sha256": sha256_bytes(data)}
         sidecar = {"schema": SCHEMA_VERSION, "rank": trainer.global_rank, "batch_idx": batch_idx,
                    "settings": self.settings, "tensors": tensors, "examples": [_example_meta(r) for r in prediction]}
-        _write_atomic(self.folder / f"{name}.json", encode_sidecar(sidecar), replace=False)
+        _write_atomic(self.folder / f"{name}.json", encode_sidecar(sidecar))

@@ -4,13 +4,17 @@ a folder that is not ours is left alone. In-process runs of a tiny model (4 exam
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lit_rcqa.analyze import main
 from lit_rcqa.attribution import store
+from lit_rcqa.paths import REPO_ROOT
 from tests.test_analyze import FAST, one_error_line
 from tests.tiny_run import make_tiny_run
 
@@ -112,19 +116,131 @@ def test_a_non_empty_folder_without_a_manifest_is_refused_and_left_alone(tiny, t
     assert str(a_file) in line and a_file.read_text() == "mine"
 
 
-def test_only_temp_files_we_wrote_are_cleaned(tiny, scored_at_4, tmp_path):
+def with_pid(temp: Path, pid: int, host: str | None = "") -> Path:
+    """`temp` (a name from store.temp_path) written by process `pid` (on `host`; None: the older pid-only name)."""
+    stem, _, host_pid = temp.name.rpartition(store.TEMP_MARKER)
+    our_host = host_pid.rsplit("-", 1)[0]
+    suffix = str(pid) if host is None else f"{host or our_host}-{pid}"
+    return temp.with_name(f"{stem}{store.TEMP_MARKER}{suffix}")
+
+
+@pytest.fixture
+def live_pid():
+    proc = subprocess.Popen(["sleep", "120"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def gone_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_temp_files_of_ours_whose_writer_is_gone_are_cleaned(tiny, scored_at_4, tmp_path, live_pid, gone_pid):
     out = tmp_path / "D"
     shutil.copytree(scored_at_4, out)
     scores = out / store.SCORES_DIR
     ours = store.temp_path(scores / "00000002-r00.safetensors")  # as left by a writer killed mid-file
-    ours.write_bytes(b"partial")
+    dead = [with_pid(ours, gone_pid), with_pid(ours, gone_pid, host=None),
+            out / f".{store.MANIFEST}.tmp-{gone_pid}", out / f".analyze_config.yaml.tmp-{gone_pid}"]
+    alive = [with_pid(ours, live_pid), with_pid(ours, gone_pid, host="another-host.example"),
+             out / f".{store.MANIFEST}.tmp-{live_pid}"]
     users = [scores / ".notes.tmp-1", scores / ".00000000-r00.json.tmp-7", out / ".report.html.tmp-12",
              out / "figures.tmp-3"]
+    for path in dead + alive:
+        path.write_bytes(b"partial")
     for path in users:
         path.write_text("the user's")
     assert main(ig(tiny, out, "--steps", "4")) == 0
-    assert not ours.exists()
+    assert [p for p in dead if p.exists()] == []
+    assert all(p.read_bytes() == b"partial" for p in alive)  # a live writer's, or another host's: kept
     assert all(p.read_text() == "the user's" for p in users)
+
+
+def test_a_folder_left_by_a_kill_inside_the_manifest_write_is_ours(tiny, tmp_path, capsys, gone_pid):
+    """Killed while writing manifest.json: only its temp file is there. That folder is ours: the run goes on,
+    and the leftover goes."""
+    out = tmp_path / "D"
+    (out / store.SCORES_DIR).mkdir(parents=True)
+    left = out / f".{store.MANIFEST}.tmp-{gone_pid}"
+    left.write_text('{"schema": 2, "mod')
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert not left.exists() and len(store.load(out)) == N
+
+
+def test_tensor_files_of_a_killed_writer_are_removed_by_the_next_run(tiny, scored_at_4, tmp_path, capsys):
+    out = tmp_path / "D"
+    shutil.copytree(scored_at_4, out)
+    scores = out / store.SCORES_DIR
+    for path in scores.glob("00000002-r00.*"):
+        if path.suffix == ".json":
+            path.unlink()  # killed between its tensor files and its sidecar
+    orphans = sorted(scores.glob("00000002-r00*"))
+    assert orphans
+    assert main(ig(tiny, out, "--steps", "4")) == 0
+    assert "(2 computed now" in capsys.readouterr().out
+    assert sorted(p.name for p in scores.iterdir()) == sorted(p.name for p in (scored_at_4 / "scores").iterdir())
+
+
+# --- one live analyze.py per --out -------------------------------------------------------------------------
+HOLD = ("import sys; from pathlib import Path; from lit_rcqa.attribution.run import out_dir_lock\n"
+        "with out_dir_lock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()\n")
+
+
+@pytest.fixture
+def holder():
+    """Start a process that holds the --out lock as a running analyze.py does, until the test ends."""
+    procs = []
+
+    def start(out: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        procs.append(proc)
+        assert proc.stdout.readline() == "held\n"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+def test_a_second_analyze_on_the_same_out_is_one_line_and_writes_nothing(tiny, scored_at_4, tmp_path, capsys,
+                                                                         holder):
+    new, scored = tmp_path / "new", tmp_path / "D"
+    shutil.copytree(scored_at_4, scored)
+    (scored / "scores" / "00000002-r00.json").unlink()  # something left to compute
+    first = {out: holder(out) for out in (new, scored)}
+    for out, args in ((new, ig(tiny, new, "--steps", "4")), (scored, ig(tiny, scored, "--steps", "4")),
+                      (scored, ["--run", str(tiny), "--out", str(scored), "--skip-ig", "--logger", "none",
+                                "--no-progress", "--analyses", "html"])):
+        before = snapshot(out)
+        line = one_error_line(capsys, main(args))
+        assert str(out) in line and "in use by another analyze.py" in line and f"process {first[out].pid}" in line, line
+        assert snapshot(out) == before
+    # Once the first one has ended, the same command runs.
+    first[scored].stdin.close()
+    first[scored].wait(timeout=60)
+    assert main(ig(tiny, scored, "--steps", "4")) == 0
+    assert len(store.load(scored)) == N
+
+
+def test_ddp_ranks_of_the_launch_holding_the_lock_are_not_refused(tmp_path, holder, monkeypatch):
+    from lit_rcqa.attribution.run import out_dir_lock
+    from lit_rcqa.errors import UserError
+
+    out = tmp_path / "D"
+    holder(out)
+    with pytest.raises(UserError, match="in use by another analyze.py"):
+        with out_dir_lock(out):
+            pass
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a process Lightning started for rank 1 of the holder's launch
+    with out_dir_lock(out):
+        pass
 
 
 # --- folders written before shards carried their settings (schema 1) --------------------------------------

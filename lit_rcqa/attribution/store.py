@@ -15,9 +15,10 @@ Format (schema 2), written by `callbacks.ig_writer.IGShardWriter`, one shard per
       of the tensor files, `settings` (what the shard was computed with: `settings_of(manifest)`), and per
       example its id, dev position, text fields, tokens, spans and probs; its own `sha256` over all of that
       (`encode_sidecar`), so an edited or damaged sidecar is refused like a damaged tensor file.
-P is the dev position of the shard's first example, R the rank. A shard is never replaced: should that name
-be taken (a resume next to a damaged shard), the writer adds `-N` (`<P>-r<R>-1.json`). Files are written to a
-temp name (`.<name>.lit_rcqa.tmp-<pid>`, `temp_path`) and renamed, so a shard is complete or absent.
+P is the dev position of the shard's first example, R the rank. No file of a shard is ever replaced: should
+any file of that name exist (a resume next to a damaged shard, tensor files of a killed writer), the writer
+adds `-N` (`<P>-r<R>-1.json`). Files are written to a temp name (`.<name>.lit_rcqa.tmp-<host>-<pid>`,
+`temp_path`) and committed without replacing, sidecar last, so a shard is complete or absent.
 Only JSON and safetensors are ever parsed: nothing is unpickled.
 
 Every shard must agree with the folder's manifest (or, without one, with the other shards) on every setting
@@ -31,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -46,9 +48,13 @@ SCORES_DIR = "scores"
 MANIFEST = "manifest.json"
 SHARD_PATTERN = re.compile(r"^(\d{8})-r(\d{2,})(?:-(\d+))?\.json$")
 TEMP_MARKER = ".lit_rcqa.tmp-"
-# Only files this package left behind: a shard file's name, our marker and a pid (never a user's `.x.tmp-1`).
+# Only files this package left behind: a shard file's name, our marker, the writer's host and pid (the host is
+# absent in names written before it was added), never a user's `.x.tmp-1`.
 TEMP_PATTERN = re.compile(r"^\.\d{8}-r\d{2,}(?:-\d+)?(?:\.hidden)?\.(?:safetensors|json)"
-                          + re.escape(TEMP_MARKER) + r"\d+$")
+                          + re.escape(TEMP_MARKER) + r"(?:(?P<host>[A-Za-z0-9_.-]+)-)?(?P<pid>\d+)$")
+# A shard's tensor file (committed before its sidecar; without one it is the leftover of a killed writer).
+TENSOR_PATTERN = re.compile(r"^(\d{8}-r\d{2,}(?:-\d+)?)(?:\.hidden)?\.safetensors$")
+SHARD_SUFFIXES = (".json", ".safetensors", ".hidden.safetensors")
 # Manifest keys that change no example's numbers: a moved run folder, how many dev questions were asked for.
 NOT_SETTINGS = ("schema", "model.path", "data.num_examples")
 # Per-example arrays of a shard: name -> (dtype, shape in terms of n = layers, T = tokens).
@@ -67,22 +73,56 @@ def shard_name(first_position: int, rank: int) -> str:
 
 
 def free_shard_name(folder: Path, first_position: int, rank: int) -> str:
-    """`shard_name`, or with `-1`, `-2`, ... when a committed shard (its sidecar) already holds that name."""
+    """`shard_name`, or with `-1`, `-2`, ... while any file of a shard (sidecar or tensor file) holds that name."""
     base = name = shard_name(first_position, rank)
     k = 0
-    while (Path(folder) / f"{name}.json").exists():
+    while any((Path(folder) / f"{name}{suffix}").exists() for suffix in SHARD_SUFFIXES):
         k += 1
         name = f"{base}-{k}"
     return name
+
+
+def orphan_tensor_files(folder: Path) -> list[Path]:
+    """Tensor files whose sidecar was never committed: left by a writer killed between the two."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if (m := TENSOR_PATTERN.match(p.name)) and not (folder / f"{m.group(1)}.json").exists())
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
+
+
 def temp_path(path: Path) -> Path:
-    """Where `path` is written before it is renamed into place (the name `TEMP_PATTERN` recognises)."""
-    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}")
+    """Where `path` is written before it is committed (the name `TEMP_PATTERN` recognises): it names the
+    writer's host and pid, so that a later run removes it only once that process is gone."""
+    return path.with_name(f".{path.name}{TEMP_MARKER}{_host()}-{os.getpid()}")
+
+
+def pid_is_alive(pid: int) -> bool:
+    """Whether a process of that id runs on this host (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale_temp(name: str) -> bool:
+    """A temp file of ours (`temp_path`) whose writer is gone: written on this host (or before names said
+    which) by a process that no longer runs. A live writer's, or another host's, is never stale here."""
+    m = TEMP_PATTERN.match(name)
+    if m is None or m.group("host") not in (None, _host()):
+        return False
+    return not pid_is_alive(int(m.group("pid")))
 
 
 def _canonical(meta: Mapping[str, Any]) -> bytes:

@@ -320,5 +320,90 @@ def test_a_sidecar_that_appears_while_it_is_written_is_not_replaced(tmp_path):
     path = tmp_path / "00000000-r00.json"
     path.write_bytes(b"theirs")
     with pytest.raises(UserError, match="another analyze.py"):
-        _write_atomic(path, b"ours", replace=False)
+        _write_atomic(path, b"ours")
     assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+# --- two writers in one folder: a committed file is never replaced ----------------------------------------
+class _Paused(Exception):
+    """Raised instead of committing a sidecar: the writer is paused between its tensor files and its sidecar."""
+
+
+def test_interleaved_writers_never_spoil_a_committed_shard(tmp_path, monkeypatch):
+    """A's tensors, B's tensors, A's sidecar, B's sidecar, both for the same first position and rank: each
+    sidecar must commit the tensor files it checksummed (never the other writer's under the same name)."""
+    import callbacks.ig_writer as ig_writer
+
+    original = ig_writer._write_atomic
+    paused = []
+
+    def pause_before_the_sidecar(path, data, **kwargs):
+        if path.suffix == ".json":
+            paused.append((path, data, kwargs))
+            raise _Paused
+        original(path, data, **kwargs)
+
+    monkeypatch.setattr(ig_writer, "_write_atomic", pause_before_the_sidecar)
+    a, b = [make_result(0, hidden=True), make_result(1)], [make_result(0, hidden=True, seed=7)]
+    for results in (a, b):
+        with pytest.raises(_Paused):
+            write(tmp_path, results)
+    monkeypatch.setattr(ig_writer, "_write_atomic", original)
+    for path, data, kwargs in paused:  # A's sidecar, then B's
+        original(path, data, **kwargs)
+    records = store.load(tmp_path)  # every checksum matches: no sidecar names the other writer's tensors
+    assert list(records) == ["ex-0", "ex-1"]
+    np.testing.assert_array_equal(records["ex-0"].importance, a[0].importance)
+    assert len(list((tmp_path / "scores").glob("*.json"))) == 2
+    np.testing.assert_array_equal(store.load_hidden(tmp_path)["ex-0"], a[0].hidden)
+
+
+@pytest.mark.parametrize("taken", [".safetensors", ".hidden.safetensors"])
+def test_a_tensor_file_that_appears_while_it_is_written_is_not_replaced(tmp_path, monkeypatch, taken):
+    # Another writer committed a tensor file of that name between our name check and our commit.
+    import callbacks.ig_writer as ig_writer
+
+    monkeypatch.setattr(ig_writer, "free_shard_name", lambda folder, position, rank: store.shard_name(position, rank))
+    (tmp_path / "scores").mkdir()
+    theirs = tmp_path / "scores" / f"00000000-r00{taken}"
+    theirs.write_bytes(b"theirs")
+    with pytest.raises(UserError, match="another analyze.py"):
+        write(tmp_path, [make_result(0, hidden=True)])
+    assert theirs.read_bytes() == b"theirs"
+    assert not list((tmp_path / "scores").glob("*.json"))  # nothing committed over or beside it
+
+
+def test_leftover_tensor_files_of_a_killed_writer_are_not_reused(tmp_path):
+    # A writer killed between its tensor files and its sidecar: a later batch of the same name writes elsewhere.
+    (tmp_path / "scores").mkdir()
+    left = tmp_path / "scores" / "00000000-r00.safetensors"
+    left.write_bytes(b"left by a killed writer")
+    write(tmp_path, [make_result(0)])
+    assert left.read_bytes() == b"left by a killed writer"
+    assert list(store.load(tmp_path)) == ["ex-0"]
+
+
+@pytest.mark.parametrize("error", [PermissionError, OSError])
+def test_without_hard_links_a_committed_file_is_still_never_replaced(tmp_path, monkeypatch, error):
+    """File systems without hard links (os.link fails: EPERM on FAT, EOPNOTSUPP elsewhere): the rename fallback
+    still never puts a file over an existing one, and leaves no temp file."""
+    from callbacks.ig_writer import _write_atomic
+
+    def no_links(src, dst, *args, **kwargs):
+        raise error(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "00000000-r00.json"
+    path.write_bytes(b"theirs")
+    with pytest.raises(UserError, match="another analyze.py"):
+        _write_atomic(path, b"ours")
+    assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    # A free name is committed by the rename, and whole shards round-trip.
+    fresh = tmp_path / "fresh.json"
+    _write_atomic(fresh, b"ours")
+    assert fresh.read_bytes() == b"ours"
+    out = tmp_path / "out"
+    write(out, [make_result(0, hidden=True)])
+    write(out, [make_result(0, seed=5)])  # same name taken: goes to -1, nothing replaced
+    assert list(store.load(out)) == ["ex-0"] and len(list((out / "scores").glob("*.json"))) == 2
+    assert not [p for p in (out / "scores").iterdir() if p.name.startswith(".")]

@@ -110,12 +110,12 @@ class LastCheckpoint(Callback):
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -123,7 +123,7 @@ class LastCheckpoint(Callback):
         # Single process only: under DDP, saving needs every rank at the same barrier; the periodic
         # checkpoint is the resume point there.
         if isinstance(exception, SIGTERMException) and trainer.training and trainer.world_size == 1:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class RCQACLI(LightningCLI):
@@ -188,7 +188,7 @@ class RCQACLI(LightningCLI):
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
         if not best:  # stopped (max_steps) before any validation: the final weights are the result
             best = str(self.run_dir / "checkpoints" / "final.ckpt")
-            self.trainer.save_checkpoint(best)
+            self.trainer.save_checkpoint(best, weights_only=False)
         # Score the best checkpoint once more: it becomes model/, predictions.json and metrics.json.
         self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         self._finish(best_checkpoint=best)

@@ -101,11 +101,11 @@ def load_model(run: TrainedRun):
 
 
 def weights_fingerprint(model_dir: Path) -> str:
-    """SHA-256 over the weight files of a saved HF model (names and bytes)."""
+    """SHA-256 over every file of a saved HF model folder (name, size, bytes): the weights, and config.json and
+    the tokenizer files too, since each changes the numbers (the architecture's constants, the input ids)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin"))
-    for path in files:
-        digest.update(path.name.encode())
+    for path in sorted(p for p in model_dir.iterdir() if p.is_file()):
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 digest.update(block)
@@ -147,6 +147,14 @@ class IGRun:
 
 def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: list[int], settings: IGSettings,
                    options: IGOptions) -> dict[str, Any]:
+    """What the results in a folder were computed with; `store.settings_of` keeps the keys that change numbers.
+
+    Left out on purpose: `max_batch_tokens`, `accelerator`, `devices`, `strategy` and `batch_size`. They say
+    how and where the same computation runs, not what it computes: chunking the interpolation rows, running on
+    a GPU (float32 matmuls; PyTorch leaves TF32 off by default) or on several DDP ranks (each example whole on
+    one rank) changes the scores at rounding level only: relative 1e-4 or less, as tests/attribution/
+    test_integrated_gradients.py (chunking) and test_gpu.py (GPU against CPU) check. A resume may change them.
+    """
     hp = dm.hparams
     if hp.hf_dataset:
         source: dict[str, Any] = {"hf_dataset": hp.hf_dataset}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import pickle
@@ -224,10 +225,125 @@ def test_manifest_conflicts_name_the_differing_keys(tmp_path):
 
 
 # --- settings carried by every shard ---------------------------------------------------------------
-def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers():
-    # The model's path (a moved run folder) and how many examples were asked for change no example's scores.
-    assert store.settings_of(manifest_for(SETTINGS, num_examples=6)) == SETTINGS
-    assert store.settings_of(manifest_for(SETTINGS, num_examples=99)) == SETTINGS
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from lit_rcqa.attribution.run import open_run
+    from tests.tiny_run import make_tiny_run
+
+    return open_run(make_tiny_run(tmp_path_factory.mktemp("settings") / "tiny"))
+
+
+def built_settings(run, ig=None, options=None, layers=(0, 1, 2), num_examples=6) -> dict:
+    """What shards of this run would carry: `settings_of` the manifest run.build_manifest builds."""
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+    from lit_rcqa.attribution.run import IGOptions, build_manifest
+
+    dm = run.data_module(num_examples)
+    dm.setup("validate")
+    manifest = build_manifest(run, dm, dm.eval_split(), list(layers), ig or IGSettings(steps=4),
+                              options or IGOptions(num_examples=num_examples))
+    return store.settings_of(manifest)
+
+
+def with_config(run, section: str, **changes):
+    """The same run folder with other settings in its config.yaml (as another training run would have)."""
+    config = copy.deepcopy(run.config)
+    config[section] = {**config[section], **changes}
+    return dataclasses.replace(run, config=config)
+
+
+def with_model_file(run, tmp_path: Path, name: str, change) -> object:
+    """A copy of the run whose model/<name> was changed by `change(path)`."""
+    import shutil
+
+    from lit_rcqa.attribution.run import open_run
+
+    copy_dir = tmp_path / f"changed-{name}"
+    shutil.copytree(run.run_dir, copy_dir)
+    change(copy_dir / "model" / name)
+    return open_run(copy_dir)
+
+
+def _perturb_weights(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path))
+    key = sorted(weights)[0]
+    weights[key] = weights[key] + 1e-3
+    save_file(weights, str(path), metadata={"format": "pt"})
+
+
+def _edit_json(key, value):
+    def change(path: Path) -> None:
+        document = json.loads(path.read_text())
+        document[key] = value
+        path.write_text(json.dumps(document))
+    return change
+
+
+def _swap_two_vocab_ids(path: Path) -> None:
+    """tokenizer.json with two word pieces' ids exchanged: the same text becomes other input ids."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    vocab = document["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[1000:1002]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+
+
+def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers(tiny_run, tmp_path):
+    """The real manifest builder: every option that changes an example's numbers changes the settings (naming
+    that key), and what changes none leaves them as they are."""
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+    from lit_rcqa.attribution.run import IGOptions
+
+    base = built_settings(tiny_run)
+    tol = IGSettings(tolerance=1e-3)
+    variants = {
+        "ig.steps": built_settings(tiny_run, IGSettings(steps=8)),
+        "ig.method": built_settings(tiny_run, IGSettings(steps=4, method="riemann_left")),
+        "ig.target": built_settings(tiny_run, IGSettings(steps=4, target="logit")),
+        "ig.tolerance": built_settings(tiny_run, IGSettings(steps=4, tolerance=1e-3)),
+        "ig.max_answer_length": built_settings(tiny_run, IGSettings(steps=4, max_answer_length=5)),
+        "ig.baseline": built_settings(tiny_run, options=IGOptions(num_examples=6, baseline="mean")),
+        "ig.explain": built_settings(tiny_run, options=IGOptions(num_examples=6, explain="gold")),
+        "ig.layers": built_settings(tiny_run, layers=(0, 2)),
+        "hidden.examples": built_settings(tiny_run, options=IGOptions(num_examples=6, hidden_examples=3)),
+        "hidden.dtype": built_settings(tiny_run, options=IGOptions(num_examples=6, hidden_dtype="float32")),
+        "postprocess.n_best": built_settings(with_config(tiny_run, "model", n_best=5)),
+        "postprocess.max_answer_length": built_settings(with_config(tiny_run, "model", max_answer_length=4)),
+        "postprocess.null_threshold": built_settings(with_config(tiny_run, "model", null_threshold=1.5)),
+        "postprocess.version_2": built_settings(with_config(tiny_run, "model", version_2_with_negative=True)),
+        "data.max_seq_length": built_settings(with_config(tiny_run, "data", max_seq_length=48)),
+        "data.doc_stride": built_settings(with_config(tiny_run, "data", doc_stride=16)),
+        "data.max_query_length": built_settings(with_config(tiny_run, "data", max_query_length=16)),
+        "data.synthetic_seed": built_settings(with_config(tiny_run, "data", synthetic_seed=1)),
+    }
+    # Model files: the weights, the architecture's config, the tokenizer (other ids, other windows).
+    for name, change in (("model.safetensors", _perturb_weights), ("config.json", _edit_json("layer_norm_eps", 1e-5)),
+                         ("tokenizer.json", _swap_two_vocab_ids),
+                         ("tokenizer_config.json", _edit_json("model_max_length", 128))):
+        variants[f"model.fingerprint ({name})"] = built_settings(with_model_file(tiny_run, tmp_path, name, change))
+    for key, changed in variants.items():
+        assert store.manifest_conflicts(base, changed) == [key.split(" ")[0]], key
+    # Under a tolerance, the refinement schedule's own settings.
+    for key, ig in (("ig.max_steps", IGSettings(tolerance=1e-3, max_steps=99)),
+                    ("ig.min_steps", IGSettings(tolerance=1e-3, min_steps=3)),
+                    ("ig.refine_method", IGSettings(tolerance=1e-3, refine_method="romberg"))):
+        assert store.manifest_conflicts(built_settings(tiny_run, tol), built_settings(tiny_run, ig)) == [key]
+    # What changes no example's numbers: how many questions were asked for, where the run folder lies, and
+    # how and where the same computation runs (chunk size, device, DDP ranks and batches: whole examples per
+    # rank; the scores differ at rounding level only, see run.build_manifest).
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run.run_dir, moved)
+    from lit_rcqa.attribution.run import open_run
+
+    assert built_settings(tiny_run, num_examples=3) == base
+    assert built_settings(open_run(moved)) == base
+    assert built_settings(tiny_run, IGSettings(steps=4, max_batch_tokens=64)) == base
+    assert built_settings(tiny_run, options=IGOptions(num_examples=6, accelerator="gpu", devices=2,
+                                                      strategy="ddp", batch_size=1)) == base
 
 
 def test_shards_written_with_other_settings_than_the_manifest_are_refused_naming_them(tmp_path):

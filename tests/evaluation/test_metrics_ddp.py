@@ -73,7 +73,6 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_rank_metrics_equal_single_process_exactly():
     preds, golds = _data()

@@ -42,6 +42,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.link(tmp, path)  # atomic, and fails if `path` exists (a rename would silently replace it)
         except FileExistsError:  # the name was free a moment ago: another process writes here too
             raise taken from None
+        except FileNotFoundError:  # our temp file was removed under us: someone else cleans this folder
+            raise UserError(f"{tmp} was removed before it could be committed as {path.name}: is another process "
+                            f"cleaning {path.parent}? Nothing was committed; re-run once it has finished") from None
         except OSError:  # a file system without hard links: check, then rename. The two steps are not atomic;
             if path.exists():  # the folder lock (run.out_dir_lock) is what keeps other writers out meanwhile
                 raise taken from None

@@ -523,3 +523,21 @@ def test_without_hard_links_a_committed_file_is_still_never_replaced(tmp_path, m
     write(out, [make_result(0, seed=5)])  # same name taken: goes to -1, nothing replaced
     assert list(store.load(out)) == ["ex-0"] and len(list((out / "scores").glob("*.json"))) == 2
     assert not [p for p in (out / "scores").iterdir() if p.name.startswith(".")]
+
+
+def test_a_temp_file_removed_under_the_writer_is_one_clear_error(tmp_path, monkeypatch):
+    """Someone else's cleanup deleted our temp file before its commit: one UserError, not a raw
+    FileNotFoundError, and nothing committed."""
+    import callbacks.ig_writer as ig_writer
+
+    real_fsync = os.fsync
+
+    def fsync_then_lose_the_file(fd):
+        real_fsync(fd)
+        for path in (tmp_path / "scores").glob(".*"):
+            path.unlink()
+
+    monkeypatch.setattr(ig_writer.os, "fsync", fsync_then_lose_the_file)
+    with pytest.raises(UserError, match="was removed before it could be committed"):
+        write(tmp_path, [make_result(0)])
+    assert list((tmp_path / "scores").iterdir()) == []

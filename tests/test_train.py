@@ -162,13 +162,19 @@ def test_saved_model_answers_through_the_hf_pipeline(tiny_model_dir, tmp_path):
 
 
 def test_wandb_offline_run_holds_the_logged_metrics(tiny_model_dir, tmp_path):
-    result = train(base_args(tiny_model_dir, "w1", "--run.logger", "wandb"), tmp_path)
+    result = train(base_args(tiny_model_dir, "w1", "--run.logger", "wandb", "--trainer.log_every_n_steps", "2"),
+                   tmp_path)
     assert result.returncode == 0, result.stderr
-    runs = list((tmp_path / "runs/w1/wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    blob = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
-    for key in (b"val/f1", b"val/em", b"train/loss", b"final/f1"):
-        assert key in blob, key
+    from tests.wandb_file import wandb_values
+
+    assert len(list((tmp_path / "runs/w1/wandb").glob("offline-run-*"))) == 1
+    history, summary = wandb_values(tmp_path / "runs/w1")
+    metrics = json.loads((tmp_path / "runs/w1/metrics.json").read_text())
+    last_val = [row for row in history if "val/f1" in row][-1]  # the best checkpoint, scored once more
+    assert last_val["val/f1"] == pytest.approx(metrics["f1"], rel=1e-6)  # logged as float32
+    assert last_val["val/em"] == pytest.approx(metrics["exact_match"], rel=1e-6, abs=1e-6)
+    assert any("train/loss" in row and row["train/loss"] > 0 for row in history)
+    assert summary["final/f1"] == metrics["f1"] and summary["final/total"] == metrics["total"] == 24
 
 
 @pytest.mark.slow

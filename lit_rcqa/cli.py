@@ -283,7 +283,9 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)) -> Iterator[Stop]:
 
 def interrupted_line(signum: int, run_dir: Optional[Path], subcommand: str) -> str:
     name = signal.Signals(signum).name
-    if subcommand == "fit" and run_dir is not None and (run_dir / "checkpoints" / "last.ckpt").is_file():
+    if subcommand != "fit":
+        return f"train.py: interrupted by {name}; run the same command again"
+    if run_dir is not None and (run_dir / "checkpoints" / "last.ckpt").is_file():
         return f"train.py: interrupted by {name}; resume with --ckpt_path last"
     return f"train.py: interrupted by {name} before any checkpoint was saved; run the same command again"
 

@@ -152,3 +152,25 @@ def test_sigkill_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one(tiny_
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert_same_training(run, before + read_records(resumed), uninterrupted)
+
+
+def test_ctrl_c_stops_at_a_batch_boundary_like_sigterm(tiny_model_dir, tmp_path):  # noqa: F811
+    hold = tmp_path / "hold"
+    hold.touch()
+    records = tmp_path / "c.jsonl"
+    proc = train(args_for(tiny_model_dir, "c", records, hold_at_step=3, hold=hold), tmp_path, wait=False)
+    try:
+        wait_for_step(records, 3, proc)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        hold.unlink()
+        out, _ = proc.communicate(timeout=200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, out
+    assert out.strip().splitlines()[-1] == "train.py: interrupted by SIGINT; resume with --ckpt_path last", out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    run = tmp_path / "runs" / "c"
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert state(run / "checkpoints/last.ckpt")["global_step"] == 4  # the held batch finished, then it stopped

@@ -38,8 +38,19 @@ def train(args: list[str], cwd: Path, *, timeout: int = 300, env_extra: dict | N
     env.pop("WANDB_SERVICE", None)
     cmd = [sys.executable, str(REPO_ROOT / "train.py"), *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=default_stop_signals)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=default_stop_signals)
+
+
+def default_stop_signals() -> None:
+    """In the child: SIGINT/SIGTERM as a shell starts a foreground job, even when the test run itself was
+    started with them ignored (a background job of a non-interactive shell ignores SIGINT)."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def base_args(model_dir: Path, name: str, *extra: str) -> list[str]:

@@ -9,13 +9,17 @@ import torch
 from lit_rcqa.data.example import Answer, QAExample
 from lit_rcqa.data.features import FeatureConfig, QAFeatureDataset, build_features, collate_features
 from lit_rcqa.data.squad import load_squad
+from tests.conftest import SQUAD_V1_EXTRACT
 
 SMALL = FeatureConfig(max_seq_length=96, doc_stride=32, max_query_length=20)  # many windows per context
 
 
-@pytest.fixture(scope="module")
-def dev_subset(shared_data):
-    return load_squad(shared_data / "dev-v1.1.json.gz").examples[:400]
+@pytest.fixture(scope="module", params=["extract", "full_dev"])
+def dev_subset(request):
+    """Real dev questions: the committed extract (every clone; 293 questions) and the first 400 of the full set."""
+    if request.param == "extract":
+        return load_squad(SQUAD_V1_EXTRACT).examples
+    return load_squad(request.getfixturevalue("shared_data") / "dev-v1.1.json.gz").examples[:400]
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ BENCHES = {
     "metrics": ("bench.bench_metrics", "EM/F1 evaluation, full v1.1 dev"),
     "features": ("bench.bench_features", "Feature building and post-processing, full v1.1 dev"),
     "ig": ("bench.bench_ig", "Layer-wise Integrated Gradients, all layers"),
+    "generic": ("bench.bench_generic", "Layer-wise IG: generic path vs family path"),
     "memory": ("bench.bench_memory", "Peak RSS under growth (N vs 10*N)"),
     "train": ("bench.bench_train", "Fine-tuning MiniLM on the SQuAD train subset"),
 }

@@ -7,7 +7,10 @@
 
 Outputs under `--out` (default `<run>/analysis`): manifest.json and scores/ (the IG shards, read with
 `lit_rcqa.attribution.store`), figures/, tables/, report.html, analyze_config.yaml (this command's
-resolved settings) and the tracker's files. Re-running the same command resumes an interrupted IG run.
+resolved settings) and the tracker's files. `--out` must be new, empty or an analysis folder written here,
+and one analyze.py at a time works in it (a second one on the same folder is refused in one line).
+Re-running the same command resumes an interrupted IG run; shards computed with other settings (every shard
+carries them) or damaged or edited shards are refused in one line naming what to delete.
 SIGTERM or Ctrl-C ends the run within a moment with exit status 128 + signal number and one stderr line;
 every shard on disk is complete (they are written atomically), so the same command resumes.
 """
@@ -115,10 +118,14 @@ def _analyses(spec: str) -> list[str]:
 
 
 def run_analyze(cfg: AnalyzeConfig) -> int:
-    """IG (unless --skip-ig), then the analyses on rank 0. Every mistake is a UserError before files are written."""
+    """IG (unless --skip-ig), then the analyses on rank 0. Every mistake is a UserError before files are written.
+
+    One analyze.py at a time per --out: the folder is locked from the first look at its contents until the
+    report is written (`out_dir_lock`); a second one is refused in one line and writes nothing."""
     from lit_rcqa.attribution import store
     from lit_rcqa.attribution.integrated_gradients import IGSettings
-    from lit_rcqa.attribution.run import IGOptions, load_model, open_run, run_ig
+    from lit_rcqa.attribution.run import (IGOptions, check_out_dir, clean_leftovers, load_model, open_run,
+                                          out_dir_lock, run_ig)
 
     # 1. validate everything cheap first
     settings = IGSettings(steps=cfg.steps, method=cfg.method, target=cfg.target, tolerance=cfg.tolerance,
@@ -130,30 +137,47 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
     chosen = _analyses(cfg.analyses)
     run = open_run(cfg.run if cfg.run else runs.latest_complete_run(cfg.runs_root))
     out = Path(cfg.out) if cfg.out else run.run_dir / "analysis"
+    check_out_dir(out)  # never write into a folder that is not ours
     model = load_model(run)
     read_all_weights(model)
-    # 2. IG into shards (every rank), or reuse them
-    if cfg.skip_ig:
-        if store.read_manifest(out) is None:
-            raise UserError(f"no IG results in {out}: run without --skip-ig first (or pass the right --out)")
-        ig = None
-    else:
-        options = IGOptions(layers=cfg.layers, num_examples=cfg.num_examples, explain=cfg.explain,
-                            baseline=cfg.baseline, hidden_examples=cfg.hidden_examples, hidden_dtype=cfg.hidden_dtype,
-                            batch_size=cfg.batch_size, accelerator=cfg.accelerator, devices=cfg.devices,
-                            strategy=cfg.strategy, progress=cfg.progress, after_example=release_freed_memory)
-        ig = run_ig(run, out, settings, options, model=model)
-        if not ig.is_global_zero:
-            return 0
-    resolved = dataclasses.replace(cfg, run=str(run.run_dir), out=str(out))
-    build_parser().save(dataclasses.asdict(resolved), str(out / "analyze_config.yaml"), overwrite=True,
-                        skip_none=False)
-    # 3. analyses and report (rank 0)
-    summary: dict[str, Any] = {}
-    if chosen:
-        summary = _run_analyses(resolved, run, out, model, chosen, ig)
-    _print_summary(out, ig, summary, chosen)
+    with contextlib.ExitStack() as held:  # the --out lock, until the report is written
+        # 2. IG into shards (every rank), or reuse them
+        if cfg.skip_ig:
+            if not out.is_dir() or store.read_manifest(out) is None:  # looked at before the lock creates `out`
+                raise UserError(f"no IG results in {out}: run without --skip-ig first (or pass the right --out)")
+            held.enter_context(out_dir_lock(out))
+            store.finished_ids(out)  # every shard intact and computed with the manifest's settings, before any write
+            clean_leftovers(out)
+            ig = None
+        else:
+            options = IGOptions(layers=cfg.layers, num_examples=cfg.num_examples, explain=cfg.explain,
+                                baseline=cfg.baseline, hidden_examples=cfg.hidden_examples,
+                                hidden_dtype=cfg.hidden_dtype, batch_size=cfg.batch_size,
+                                accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+                                progress=cfg.progress, after_example=release_freed_memory)
+            ig = run_ig(run, out, settings, options, model=model, hold=held)
+            if not ig.is_global_zero:
+                return 0
+        resolved = dataclasses.replace(cfg, run=str(run.run_dir), out=str(out))
+        _write_text_atomic(out / "analyze_config.yaml",
+                           build_parser().dump(dataclasses.asdict(resolved), skip_none=False))
+        # 3. analyses and report (rank 0)
+        summary: dict[str, Any] = {}
+        if chosen:
+            summary = _run_analyses(resolved, run, out, model, chosen, ig)
+        _print_summary(out, ig, summary, chosen)
     return 0
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Temp file, then rename: as runs.write_json_atomic names it (`.<name>.tmp-<pid>`), which the next run
+    recognises (and removes once its writer is gone) should this process be killed in between."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], ig) -> dict:

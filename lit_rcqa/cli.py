@@ -1,23 +1,32 @@
 """`python train.py`: the Lightning CLI for fine-tuning (`fit`, the default) and evaluation (`validate`).
 
-Every run writes `runs/<name>/`: config.yaml, checkpoints/, model/ (Hugging Face form), predictions.json,
-nbest_predictions.json, metrics.json, the tracker's files, and run.json (status).
+Every run writes `runs/<name>/`: config.yaml, checkpoints/ (best.ckpt, last.ckpt), model/ (Hugging Face form),
+predictions.json, nbest_predictions.json, na_prob.json (SQuAD v2), metrics.json, the tracker's files, and
+run.json (status). Everything that can be checked (flags, run name, checkpoint, data files) is checked before
+the run folder is made. SIGTERM or Ctrl-C stops at the next batch boundary, saves checkpoints/last.ckpt and
+exits with 128 + the signal number.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
+import signal
 import sys
-import warnings
+import threading
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from callbacks.train_monitors import EveryStepLearningRateMonitor, Throughput
@@ -33,8 +42,8 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
 @dataclass
 class RunOptions:
-    name: Optional[str] = None  # folder under `root`; default: <date>-<time>-<subcommand>
-    root: str = "runs"
+    name: Optional[str] = None  # a plain folder name under `root`; default: <date>-<time>-<subcommand>
+    root: str = "runs"  # where run folders go (any path)
     logger: tracking.LoggerKind = "wandb"  # wandb (offline unless WANDB_API_KEY/WANDB_MODE), csv, tensorboard, none
     wandb_project: str = "lit_rcqa"
     save_every_n_steps: Optional[int] = None  # also refresh checkpoints/last.ckpt every N steps (resume mid-epoch)
@@ -66,8 +75,67 @@ class RunConfigSaver(SaveConfigCallback):
                 trainer.logger.log_hyperparams(self.config.as_dict())
 
 
+def check_checkpoint(path: str) -> None:
+    """A file `train.py` may resume or score: a torch zip archive holding only tensors and plain data
+    (weights-only), with a Lightning `state_dict`. Anything else is one clear UserError, before any work."""
+    import torch
+
+    if not Path(path).is_file():
+        raise UserError(f"--ckpt_path: checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"--ckpt_path {path}: not a PyTorch checkpoint (expected a file written by torch.save)")
+    try:
+        # mmap: the tensors are not read, only the record of what the file holds.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"--ckpt_path {path}: refused: not a weights-only checkpoint (it holds pickled Python "
+                        "objects, and loading them could run code)") from None
+    except Exception as err:  # a damaged archive fails in many ways; all mean "cannot read it"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--ckpt_path {path}: cannot read the checkpoint ({first})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
+
+
+class LastCheckpoint(Callback):
+    """`checkpoints/last.ckpt`, the one file `--ckpt_path last` resumes: written after each validation of fit,
+    every `every_n_steps` optimizer steps if asked, and at the batch boundary where a stop signal ends training.
+
+    One callback owns the name: two ModelCheckpoints with save_last=True wrote last.ckpt and last-v1.ckpt,
+    and Lightning's "last" then picked whichever file was newer.
+    """
+
+    def __init__(self, path: Path, every_n_steps: Optional[int] = None):
+        self.path, self.every_n_steps = str(path), every_n_steps
+
+    @override
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # Lightning raises SIGTERMException between two training batches, where the state is consistent.
+        # Single process only: under DDP, saving needs every rank at the same barrier; the periodic
+        # checkpoint is the resume point there.
+        if isinstance(exception, SIGTERMException) and trainer.training and trainer.world_size == 1:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+
 class RCQACLI(LightningCLI):
-    run_dir: Path
+    run_dir: Optional[Path] = None
+    current: Optional["RCQACLI"] = None  # the CLI of this process, for the stop-signal line in main()
+
+    @staticmethod
+    @override
+    def subcommands() -> dict[str, set[str]]:
+        # Only what works: Lightning's test/predict have no data here (`python -m lit_rcqa.predict` predicts).
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in SUBCOMMANDS}
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -75,28 +143,42 @@ class RCQACLI(LightningCLI):
         parser.link_arguments("model.model_name_or_path", "data.tokenizer_name")
 
     @override
-    def before_instantiate_classes(self) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        # Checked right after parsing: Lightning reads hyperparameters from --ckpt_path before any other hook.
+        super().parse_arguments(parser, args)
+        RCQACLI.current = self
+        self.subcommand = self.config["subcommand"]
         config = self.config[self.subcommand]
-        ckpt = config.get("ckpt_path")
-        if ckpt and ckpt not in ("last", "best", "hpc") and not Path(ckpt).is_file():
-            raise UserError(f"--ckpt_path: checkpoint not found: {ckpt}")
         config.run.name = runs.run_name(config.run.name, self.subcommand)
+        runs.check_run_name(config.run.name)
+        ckpt = config.get("ckpt_path")
+        if ckpt == "last":  # this run's own last.ckpt, never a guess among several files
+            last = Path(config.run.root) / config.run.name / "checkpoints" / "last.ckpt"
+            if not last.is_file():
+                raise UserError(f"--ckpt_path last: nothing to resume: {last} does not exist")
+            ckpt = config.ckpt_path = str(last)
+        if ckpt and ckpt not in ("best", "hpc"):
+            check_checkpoint(ckpt)
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config[self.subcommand]
         opts = config.run
+        # Read and validate the data before the run folder exists: a rejected file (or window settings that
+        # leave no room for the stride) ends in one line and leaves nothing behind.
+        self.datamodule.setup("fit" if self.subcommand == "fit" else "validate")
         resume = bool(config.get("ckpt_path"))
-        self.run_dir = runs.open_run(opts.root, opts.name, kind=self.subcommand, resume=resume)
+        self.run_dir = runs.open_run(opts.root, opts.name, kind=self.subcommand, resume=resume,
+                                     notify=lambda line: print(f"train.py: {line}", file=sys.stderr, flush=True))
+        if runs.is_rank_zero():
+            print_skipped(self.datamodule.load_report)
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_config.get("callbacks") or [])
         if self.subcommand == "fit":
-            ckpt_dir = str(self.run_dir / "checkpoints")
-            callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/f1", mode="max",
-                                             save_top_k=1, save_last=True, auto_insert_metric_name=False))
-            if opts.save_every_n_steps:
-                callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                                 every_n_train_steps=opts.save_every_n_steps))
+            ckpt_dir = self.run_dir / "checkpoints"
+            callbacks.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/f1", mode="max",
+                                             save_top_k=1, save_last=False, auto_insert_metric_name=False))
+            callbacks.append(LastCheckpoint(ckpt_dir / "last.ckpt", opts.save_every_n_steps))
         kwargs["callbacks"] = callbacks
         kwargs["default_root_dir"] = str(self.run_dir)
         if trainer_config.get("logger") in (None, True):
@@ -108,13 +190,17 @@ class RCQACLI(LightningCLI):
             self.logger = trainer_config["logger"]
         if self.subcommand == "fit" and self.logger:
             callbacks += [EveryStepLearningRateMonitor(), Throughput()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        counts = skipped_counts(self.datamodule.load_report)
+        if counts and trainer.is_global_zero:
+            tracking.log_summary(trainer.logger, counts)
+        return trainer
 
     def after_fit(self) -> None:
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
         if not best:  # stopped (max_steps) before any validation: the final weights are the result
             best = str(self.run_dir / "checkpoints" / "final.ckpt")
-            self.trainer.save_checkpoint(best)
+            self.trainer.save_checkpoint(best, weights_only=False)
         # Score the best checkpoint once more: it becomes model/, predictions.json and metrics.json.
         self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         self._finish(best_checkpoint=best)
@@ -131,15 +217,90 @@ class RCQACLI(LightningCLI):
             return
         metrics = dict(module.last_metrics)
         metrics.update(total=len(predictions), checkpoint=best_checkpoint, data=self.datamodule.source,
-                       model=module.hparams.model_name_or_path)
+                       model=module.hparams.model_name_or_path, skipped=self.datamodule.load_report)
         write_run_outputs(self.run_dir, module.model, self.datamodule.tokenizer, predictions, nbest, metrics,
-                          save_model=self.subcommand == "fit")
+                          save_model=self.subcommand == "fit", version_2=module.hparams.version_2_with_negative)
         throughput = next((c.summary() for c in self.trainer.callbacks if isinstance(c, Throughput)), {})
         tracker = tracking.close_training_run(self.trainer.logger, self.run_dir, self.config[self.subcommand].run.name,
                                               metrics, throughput, log_model=self.subcommand == "fit")
         runs.set_status(self.run_dir, "complete", metrics={k: metrics[k] for k in ("exact_match", "f1", "total")},
                         checkpoint=best_checkpoint, tracker=tracker)
+        runs.release(self.run_dir)
         print_summary(self.run_dir, metrics, time.time() - self._started, tracker=tracker.get("location", ""))
+
+
+def skipped_counts(report: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Records left out of each split, by reason, as flat tracker keys: `data/skipped/train/no_answer`."""
+    return {f"data/skipped/{split}/{reason}": n for split, counts in report.items() for reason, n in counts.items()}
+
+
+def print_skipped(report: dict[str, dict[str, int]]) -> None:
+    """One stderr line per split that lost records: how many, and why."""
+    for split, counts in report.items():
+        if counts:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+            print(f"train.py: {split} data: left out {sum(counts.values())} question(s): {reasons}",
+                  file=sys.stderr, flush=True)
+
+
+# --- the process: stop signals ----------------------------------------------------------------------
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived outside a trainer loop. A BaseException: no `except Exception` swallows it."""
+
+
+@dataclass
+class Stop:
+    signum: Optional[int] = None
+    forwarding: bool = False
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)) -> Iterator[Stop]:
+    """SIGTERM and SIGINT stop the run cleanly; a second signal exits at once.
+
+    Inside a trainer loop Lightning has its own SIGTERM handler, which sets `trainer.received_sigterm` (the
+    loops then stop at the next batch boundary) and then calls the handler it found: this one. There a signal
+    is only recorded, and SIGINT is passed to Lightning's handler as a SIGTERM, so Ctrl-C stops as cleanly.
+    Outside a loop (loading, writing outputs) the handler raises `Interrupted` at once.
+    """
+    stop = Stop()
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.forwarding:  # our own SIGINT -> SIGTERM hand-over coming back through Lightning's handler
+            return
+        if stop.signum is not None:  # the clean stop after the first signal takes too long: leave now
+            os._exit(128 + stop.signum)
+        stop.signum = signum
+        installed = signal.getsignal(signal.SIGTERM)
+        if installed is handler:  # no trainer loop is running
+            raise Interrupted(signum)
+        if signum != signal.SIGTERM and callable(installed):
+            stop.forwarding = True
+            try:
+                installed(signal.SIGTERM, frame)
+            finally:
+                stop.forwarding = False
+
+    # A signal ignored from the start (`nohup`, a background job of a non-interactive shell) stays ignored.
+    previous = {signum: signal.signal(signum, handler) for signum in signums
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def interrupted_line(signum: int, run_dir: Optional[Path], subcommand: str) -> str:
+    name = signal.Signals(signum).name
+    if subcommand != "fit":
+        return f"train.py: interrupted by {name}; run the same command again"
+    if run_dir is not None and (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return f"train.py: interrupted by {name}; resume with --ckpt_path last"
+    return f"train.py: interrupted by {name} before any checkpoint was saved; run the same command again"
 
 
 def _default_subcommand(argv: list[str]) -> list[str]:
@@ -153,22 +314,38 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
     console.quiet_libraries()
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # keep stderr for what matters
-    argv = _default_subcommand(list(sys.argv[1:] if argv is None else argv))
-    default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.exists() else []
-    try:
-        RCQACLI._started = time.time()
-        RCQACLI(
-            QAModule, QADataModule, args=argv, parser_class=OneLineErrorParser, save_config_callback=RunConfigSaver,
-            trainer_defaults={"use_distributed_sampler": False},
-            parser_kwargs={sub: {"default_config_files": default_configs} for sub in SUBCOMMANDS},
-            subclass_mode_model=False, subclass_mode_data=False, auto_configure_optimizers=False,
-        )
-    except UserError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:  # a subcommand we do not offer
+        print(f"train.py: error: unknown subcommand {argv[0]!r} (choose from {', '.join(SUBCOMMANDS)}; "
+              "to predict with a trained model: python -m lit_rcqa.predict)", file=sys.stderr)
         return 2
-    finally:
-        # A run that started but did not finish is marked failed: never mistaken for a complete one.
-        runs.close_runs("failed")
-        if "LOCAL_RANK" not in os.environ:
-            runs.forget_run_name()
+    argv = _default_subcommand(argv)
+    default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.exists() else []
+    unfinished = "failed"  # the status of a run that started but did not finish: never mistaken for complete
+    with stop_on_signals() as stop:
+        try:
+            RCQACLI._started = time.time()
+            RCQACLI(
+                QAModule, QADataModule, args=argv, parser_class=OneLineErrorParser,
+                save_config_callback=RunConfigSaver, trainer_defaults={"use_distributed_sampler": False},
+                parser_kwargs={sub: {"default_config_files": default_configs} for sub in SUBCOMMANDS},
+                subclass_mode_model=False, subclass_mode_data=False, auto_configure_optimizers=False,
+            )
+        except UserError as err:
+            print(f"train.py: error: {err}", file=sys.stderr)
+            return 2
+        except (Interrupted, SIGTERMException):
+            unfinished = "interrupted"
+            signum = stop.signum or signal.SIGTERM  # Lightning's handler runs even where SIGTERM was ignored
+            if runs.is_rank_zero():
+                cli = RCQACLI.current
+                print(interrupted_line(signum, cli.run_dir if cli else None, cli.subcommand if cli else argv[0]),
+                      file=sys.stderr, flush=True)
+            return 128 + signum
+        finally:
+            runs.close_runs(unfinished)
+            RCQACLI.current = None
+            if "LOCAL_RANK" not in os.environ:
+                runs.forget_run_name()
     return 0

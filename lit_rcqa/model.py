@@ -79,6 +79,7 @@ class QAModule(LightningModule):
         self.val_metrics = SquadMetrics(version_2=version_2_with_negative)
         self.val_loss = MeanMetric()
         self.val_f1_best = MaxMetric()
+        self.val_f1_best.persistent(True)  # saved in checkpoints: the best over epochs survives a resume
         self._val_outputs: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         # The latest validation result on this rank: predictions, n-best lists and metric values.
         self.last_predictions: dict[str, str] = {}
@@ -152,6 +153,29 @@ class QAModule(LightningModule):
             n_best=hp.n_best, max_answer_length=hp.max_answer_length,
             version_2=hp.version_2_with_negative, null_threshold=hp.null_threshold,
         )
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning does not save the random-number state; without it a resumed run draws other dropout masks.
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for name, value in self.val_f1_best.metric_state.items():  # checkpoints from before it was saved
+            state.setdefault(f"val_f1_best.{name}", value)
+        rng = checkpoint.get("rng_states")
+        # One process only: the state is rank 0's, and handing it to every DDP rank would give all ranks the
+        # same dropout masks. A DDP resume continues with fresh random numbers instead (not bitwise).
+        if rng is not None and torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            return
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
     @override
     def configure_optimizers(self):

@@ -97,6 +97,9 @@ def build_logger(kind: LoggerKind, run_dir: Path, name: str, project: str = "lit
     if kind == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
+        from lit_rcqa.paths import require_module
+
+        require_module("tensorboard", "tensorboard", "--run.logger tensorboard")
         return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
     import wandb
     from lightning.pytorch.loggers import WandbLogger

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-BENCH_MODULES = ["bench.result", "bench.bench_metrics", "bench.bench_train", "bench.bench_memory", "bench.__main__"]
+BENCH_MODULES = ["bench.result", "bench.bench_metrics", "bench.bench_train", "bench.bench_memory", "bench.bench_generic",
+                 "bench.__main__"]
 
 
 @pytest.mark.parametrize("name", BENCH_MODULES)

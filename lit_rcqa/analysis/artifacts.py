@@ -38,7 +38,7 @@ def plain(value: Any) -> Any:
 
 
 def _replace_into(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.lit_rcqa.tmp-{os.getpid()}")  # a name no user file has
     try:
         write(tmp)
         os.replace(tmp, path)

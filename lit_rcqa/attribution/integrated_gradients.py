@@ -209,7 +209,7 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     T = int(input_ids.shape[0])
     indices = parse_layers(layers, adapter.num_layers) if isinstance(layers, str) else list(layers)
     for index in indices:
-        adapter.layer_module(index)  # validates the index
+        adapter.check_index(index)
 
     # 1-2. prefix cache, the explained span and F(h)
     states, start_logits, end_logits = _prefix(adapter, input_ids, token_type_ids)

@@ -1,24 +1,29 @@
 """Layer-wise IG over a finished training run's dev split, streamed to shards: `run_ig(...)`.
 
 Steps: (1) open the run (`runs/<name>/`: config.yaml, model/, run.json complete); (2) rebuild its dev split
-with the run's own data settings (QADataModule), first `num_examples` questions; (3) check or write
-`<out>/manifest.json` (model fingerprint, data, IG settings; a different resume is refused); (4) skip the
-examples already in complete shards; (5) `Trainer(inference_mode=False).predict` with `AttributionSystem`
-and `IGShardWriter`, `return_predictions=False` (memory stays flat). Under DDP every rank takes whole
-examples (example k of the remaining ones goes to rank k mod world size) and writes its own shards.
+with the run's own data settings (QADataModule), first `num_examples` questions; (3) check `<out>`: new,
+empty or an analysis folder of ours (a manifest, or shards that lost theirs); lock it (one live analyze.py
+per folder); check its manifest (model fingerprint, data, IG settings; a different resume is refused) and
+every shard's own settings; write the manifest; remove what killed runs left (temp files of dead writers,
+tensor files without a sidecar); (4) skip the examples already in complete shards; (5)
+`Trainer(inference_mode=False).predict` with `AttributionSystem` and `IGShardWriter`, `return_predictions=False`
+(memory stays flat). Under DDP every rank takes whole examples (example k of the remaining ones goes to rank
+k mod world size) and writes its own shards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
+import re
 import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import yaml
 from lightning.pytorch import LightningDataModule, Trainer
@@ -35,7 +40,8 @@ from lit_rcqa.attribution.system import (AttributionSystem, BaselineKind, Explai
 from lit_rcqa.data.datamodule import EvalSplit, ExampleShardSampler, QADataModule
 from lit_rcqa.errors import UserError
 
-NOT_COMPARED = ("model.path",)  # informational: a moved run folder is still the same model
+# Informational: a moved run folder is still the same model; a schema 1 manifest describes the same settings.
+NOT_COMPARED = ("model.path", "schema")
 
 
 @dataclass
@@ -95,11 +101,11 @@ def load_model(run: TrainedRun):
 
 
 def weights_fingerprint(model_dir: Path) -> str:
-    """SHA-256 over the weight files of a saved HF model (names and bytes)."""
+    """SHA-256 over every file of a saved HF model folder (name, size, bytes): the weights, and config.json and
+    the tokenizer files too, since each changes the numbers (the architecture's constants, the input ids)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin"))
-    for path in files:
-        digest.update(path.name.encode())
+    for path in sorted(p for p in model_dir.iterdir() if p.is_file()):
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 digest.update(block)
@@ -141,6 +147,14 @@ class IGRun:
 
 def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: list[int], settings: IGSettings,
                    options: IGOptions) -> dict[str, Any]:
+    """What the results in a folder were computed with; `store.settings_of` keeps the keys that change numbers.
+
+    Left out on purpose: `max_batch_tokens`, `accelerator`, `devices`, `strategy` and `batch_size`. They say
+    how and where the same computation runs, not what it computes: chunking the interpolation rows, running on
+    a GPU (float32 matmuls; PyTorch leaves TF32 off by default) or on several DDP ranks (each example whole on
+    one rank) changes the scores at rounding level only: relative 1e-4 or less, as tests/attribution/
+    test_integrated_gradients.py (chunking) and test_gpu.py (GPU against CPU) check. A resume may change them.
+    """
     hp = dm.hparams
     if hp.hf_dataset:
         source: dict[str, Any] = {"hf_dataset": hp.hf_dataset}
@@ -162,6 +176,98 @@ def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: 
                "explain": options.explain},
         "hidden": {"examples": options.hidden_examples, "dtype": options.hidden_dtype},
     }
+
+
+# Temp names of the top-level files, as runs.write_json_atomic (manifest.json) and analyze.py
+# (analyze_config.yaml) write them: `.<name>.tmp-<pid>`; a process killed inside the write leaves one behind.
+TOP_TEMP_PATTERN = re.compile(r"^\.(?:manifest\.json|analyze_config\.yaml)\.tmp-(?P<pid>\d+)$")
+
+
+def _our_temp(path: Path, out_dir: Path) -> bool:
+    """A temp file one of our writers leaves when killed mid-write (whoever wrote it, dead or alive)."""
+    if path.parent == out_dir:
+        return bool(TOP_TEMP_PATTERN.match(path.name))
+    return path.parent == out_dir / store.SCORES_DIR and bool(store.TEMP_PATTERN.match(path.name))
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an `--out` we did not write: it must be new, empty (no files), hold a manifest or our shards, or
+    hold nothing but our own temp files (a run killed while writing its manifest).
+
+    Analyses rewrite report.html, figures/ and tables/ in place: in someone else's folder that would replace
+    their files without a word.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder; pass a new or empty folder")
+    if not out_dir.is_dir() or (out_dir / store.MANIFEST).exists():
+        return
+    scores = out_dir / store.SCORES_DIR
+    if scores.is_dir() and any(store.SHARD_PATTERN.match(p.name) for p in scores.iterdir()):
+        return  # our shards whose manifest was lost: each shard says what it was computed with
+    if any((p.is_file() or p.is_symlink()) and not _our_temp(p, out_dir) for p in out_dir.rglob("*")):
+        raise UserError(f"--out {out_dir} holds other files and no {store.MANIFEST}: not an analysis folder of "
+                        "analyze.py, and its files could be overwritten; pass a new or empty folder")
+
+
+def clean_leftovers(out_dir: Path) -> None:
+    """Remove what killed runs left: our temp files whose writer is gone (on this host; a live writer's are
+    kept), and tensor files whose sidecar was never committed. Call it holding `out_dir_lock`, before the
+    prediction loop starts: no rank of this launch writes yet, and no other launch may write here."""
+    for path in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
+        m = TOP_TEMP_PATTERN.match(path.name)
+        if m and not store.pid_is_alive(int(m.group("pid"))):  # pid-only names: written on this host
+            path.unlink(missing_ok=True)
+    scores = out_dir / store.SCORES_DIR
+    if scores.is_dir():
+        for path in sorted(scores.iterdir()):
+            if store.is_stale_temp(path.name):
+                path.unlink(missing_ok=True)
+        for path in store.orphan_tensor_files(scores):
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def out_dir_lock(out_dir: Path) -> Iterator[None]:
+    """One live analyze.py per `--out`: an exclusive `flock` on the folder itself (created if missing) while
+    the block runs. The kernel drops it when the process dies, however it dies, so there is never a stale lock
+    to take over, and no lock file among the results. DDP ranks that Lightning starts (LOCAL_RANK > 0) run
+    inside their launcher's lock and take none. A second process is refused in one line naming the holder.
+    (runs.py's run-folder lock writes `.lock` and run.json and speaks of --run.name: not for this folder.)"""
+    if not _is_launcher():
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking (analyze.py targets Linux)
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _flock_holder(os.fstat(fd))
+            who = f"another analyze.py (process {holder})" if holder else "another analyze.py"
+            raise UserError(f"--out {out_dir} is in use by {who}: wait for it to end, stop it, or pass another "
+                            "--out") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _flock_holder(stat: os.stat_result) -> Optional[int]:
+    """The pid holding a flock on that file, from /proc/locks (Linux); None where it cannot be told."""
+    where = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 26453 fe:00:2236621 0 EOF"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+            return int(fields[4])
+    return None
 
 
 def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> Optional[dict[str, Any]]:
@@ -213,29 +319,41 @@ def _is_launcher() -> bool:
 
 
 def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: IGOptions = IGOptions(),
-           model=None) -> IGRun:
-    """Score the run's first `num_examples` dev questions with layer-wise IG into `<out_dir>/scores/`."""
+           model=None, *, hold: Optional[contextlib.ExitStack] = None) -> IGRun:
+    """Score the run's first `num_examples` dev questions with layer-wise IG into `<out_dir>/scores/`.
+
+    The folder is locked (`out_dir_lock`) from the first look at its contents to the return, or, given `hold`,
+    until the caller closes that stack (analyze.py keeps it for its analyses)."""
+    with contextlib.ExitStack() as own:
+        return _run_ig(run, Path(out_dir), settings, options, model, hold if hold is not None else own)
+
+
+def _run_ig(run: TrainedRun, out_dir: Path, settings: IGSettings, options: IGOptions, model,
+            hold: contextlib.ExitStack) -> IGRun:
     from callbacks.ig_writer import IGShardWriter
     from callbacks.progress import ExampleProgress
 
-    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     # 1-2. model, layers (validated before anything is written), dev subset
     model = load_model(run) if model is None else model
     layers = parse_layers(options.layers, EncoderAdapter(model).num_layers)  # also refuses unsupported families
     dm = run.data_module(options.num_examples)
     dm.setup("validate")
     split = dm.eval_split()
-    # 3. manifest: refuse a resume with other settings
+    # 3. refuse a resume with other settings: the manifest's, then every shard's own (a manifest can be lost
+    # or replaced; the shards say what they hold), all before anything is written
     manifest = build_manifest(run, dm, split, layers, settings, options)
+    hold.enter_context(out_dir_lock(out_dir))  # from here until the end no other analyze.py works in out_dir
     old = check_manifest(out_dir, manifest)
+    shard_settings = store.settings_of(manifest)
+    done = store.finished_ids(out_dir, shard_settings)  # also refuses damaged or edited shards
     if _is_launcher():
-        (out_dir / store.SCORES_DIR).mkdir(parents=True, exist_ok=True)
+        scores = out_dir / store.SCORES_DIR
+        scores.mkdir(parents=True, exist_ok=True)
         if old is None:
             runs.write_json_atomic(out_dir / store.MANIFEST, manifest)
-        for stale in (out_dir / store.SCORES_DIR).glob(".*.tmp-*"):  # left by a killed run
-            stale.unlink(missing_ok=True)
+        clean_leftovers(out_dir)  # before the prediction loop: no rank writes yet
     # 4. resume: skip finished examples
-    done = store.finished_ids(out_dir)
     todo = [p for p, ex in enumerate(split.examples) if ex.id not in done]
     names = [layer_name(i) for i in layers]
     if not todo:
@@ -244,7 +362,7 @@ def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: 
     system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), explain=options.explain,
                                baseline=options.baseline, hidden_examples=options.hidden_examples,
                                hidden_dtype=options.hidden_dtype, after_example=options.after_example)
-    callbacks = [IGShardWriter(out_dir)] + ([ExampleProgress(len(todo))] if options.progress else [])
+    callbacks = [IGShardWriter(out_dir, shard_settings)] + ([ExampleProgress(len(todo))] if options.progress else [])
     trainer = Trainer(accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
                       inference_mode=False, logger=False, enable_checkpointing=False, enable_model_summary=False,
                       enable_progress_bar=False, use_distributed_sampler=False, default_root_dir=str(out_dir),

@@ -12,7 +12,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -58,6 +58,14 @@ class EvalSplit:
         return [self.examples[e] for e in example_ids], features
 
 
+class _EpochForwarder:
+    """Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the batch
+    sampler itself: this stands in as `batch_sampler.sampler` and passes the epoch on."""
+
+    def __init__(self, batch_sampler: "LengthGroupedBatchSampler"):
+        self.set_epoch = batch_sampler.set_epoch
+
+
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Random batches of similar length (less padding), split evenly over `world_size` ranks."""
 
@@ -68,6 +76,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.group_by_length, self.megabatch = group_by_length, megabatch
         self.epoch = 0
         self._skip = 0  # batches of this epoch already trained on before a resume
+        self.sampler = _EpochForwarder(self)  # without it every epoch had epoch 0's order
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -106,6 +115,9 @@ class ResumableDataLoader(DataLoader):
 
     The position is the number of batches the trainer has *processed* in this epoch, read from the
     trainer itself: the loader's own count would include the batch Lightning prefetches.
+    Restoring goes through the data module (`QADataModule.load_state_dict`): Lightning builds and starts
+    the training loader (to count the steps for the LR schedule) before it restores the loops' state, so
+    the position it hands to `load_state_dict` here arrives too late to change the batches.
     """
 
     def __init__(self, *args, batches_processed: Callable[[], int], **kwargs):
@@ -185,6 +197,8 @@ class QADataModule(LightningDataModule):
         self.train_features: Optional[Features] = None
         self._eval: Optional[EvalSplit] = None
         self.load_report: dict[str, dict[str, int]] = {}
+        self._train_loader: Optional[ResumableDataLoader] = None
+        self._resume_position: Optional[dict[str, int]] = None  # from a checkpoint, applied to the next loader
 
     @property
     def source(self) -> str:
@@ -229,10 +243,13 @@ class QADataModule(LightningDataModule):
         except (OSError, ValueError) as err:
             raise UserError(f"tokenizer {self.hparams.tokenizer_name!r}: cannot load ({str(err).splitlines()[0]})") from None
         train, dev = self._load(stage)
-        if stage == "fit":
-            self.train_examples = train
-            self.train_features = build_features(train, self.tokenizer, self.feature_config, training=True)
-        self._eval = EvalSplit(dev, build_features(dev, self.tokenizer, self.feature_config, training=False))
+        try:  # the data and the window settings disagree (a question too long for the windows, ...)
+            if stage == "fit":
+                self.train_examples = train
+                self.train_features = build_features(train, self.tokenizer, self.feature_config, training=True)
+            self._eval = EvalSplit(dev, build_features(dev, self.tokenizer, self.feature_config, training=False))
+        except ValueError as err:
+            raise UserError(f"data: {err}") from None
 
     def eval_split(self) -> EvalSplit:
         assert self._eval is not None, "setup() first"
@@ -258,8 +275,25 @@ class QADataModule(LightningDataModule):
         def batches_processed() -> int:
             return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
 
-        return ResumableDataLoader(QAFeatureDataset(features), batch_sampler=sampler, collate_fn=self._collate,
-                                   num_workers=self.hparams.num_workers, batches_processed=batches_processed)
+        if self._resume_position is not None:
+            sampler.resume_at(self._resume_position["epoch"], self._resume_position["batches_done"])
+            self._resume_position = None
+        # Its own generator: creating the iterator draws a seed from it, and drawing from the global one would
+        # shift the dropout masks of a resumed run against an uninterrupted one.
+        self._train_loader = ResumableDataLoader(
+            QAFeatureDataset(features), batch_sampler=sampler, collate_fn=self._collate,
+            num_workers=self.hparams.num_workers, batches_processed=batches_processed,
+            generator=torch.Generator().manual_seed(self.hparams.seed))
+        return self._train_loader
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The training position (epoch, batches done), saved in every checkpoint."""
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
 
     @override
     def val_dataloader(self) -> DataLoader:
@@ -267,7 +301,8 @@ class QADataModule(LightningDataModule):
         features = self.eval_split().features
         sampler = ExampleShardSampler(features.example_index, rank=rank, world_size=world)
         return DataLoader(QAFeatureDataset(features), batch_size=self.hparams.eval_batch_size, sampler=sampler,
-                          collate_fn=self._collate, num_workers=self.hparams.num_workers)
+                          collate_fn=self._collate, num_workers=self.hparams.num_workers,
+                          generator=torch.Generator().manual_seed(self.hparams.seed))
 
     @override
     def test_dataloader(self) -> DataLoader:

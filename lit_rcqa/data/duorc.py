@@ -48,7 +48,7 @@ def locate_answer(answer: str, plot: str) -> int:
 
 
 def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
-                skip_invalid: bool = False) -> LoadedData:
+                skip_invalid: bool = False, gold_required: bool = True) -> LoadedData:
     """Validate and convert a parsed DuoRC document.
 
     mode="train": one Answer (the first found) per question; questions with no answer in the plot are
@@ -56,6 +56,7 @@ def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_
     which keeps them as unanswerable (SQuAD v2 style).
     mode="eval": every question with all its answers; no-answer questions have no answers and
     is_impossible=True.
+    Without `gold_required` (questions to answer), `answers` and `no_answer` may be left out.
     """
     check_mode(mode)
     if not isinstance(document, list):
@@ -74,7 +75,8 @@ def parse_duorc(document: Any, path: str | Path, *, mode: str = "eval", keep_no_
             continue
         for q, qa in enumerate(qas):
             try:
-                qid, question, answers, no_answer = _question(qa, path, f"{where}.qa[{q}]", first_seen)
+                qid, question, answers, no_answer = _question(qa, path, f"{where}.qa[{q}]", first_seen,
+                                                              gold_required=gold_required)
             except DataError as err:
                 rejections.reject(err)
                 continue
@@ -135,9 +137,13 @@ def _movie(movie: Any, path: str | Path, where: str) -> tuple[str, str, list]:
     return title, plot, movie["qa"]
 
 
-def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str]) -> tuple[str, str, list[str], bool]:
-    """(id, question, answers, no_answer) of one valid question record; `first_seen` is updated."""
+def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str],
+              gold_required: bool = True) -> tuple[str, str, list[str], bool]:
+    """(id, question, answers, no_answer) of one valid question record; `first_seen` is updated.
+    Without `gold_required`, a question may leave out `answers` and `no_answer` (nothing to score)."""
     qid, question = question_header(qa, path, where, first_seen)
+    if not gold_required:
+        qa = {"no_answer": False, "answers": [], **qa}
     if "no_answer" not in qa:
         raise DataError(path, "missing", record=qid, field="no_answer", reason="missing_no_answer")
     no_answer = qa["no_answer"]
@@ -159,7 +165,7 @@ def _question(qa: Any, path: str | Path, where: str, first_seen: dict[str, str])
     if no_answer and answers:
         raise DataError(path, f"has {len(answers)} answer(s) but no_answer is true", record=qid,
                         field="answers", reason="no_answer_with_answers")
-    if not no_answer and not answers:
+    if not no_answer and not answers and gold_required:
         raise DataError(path, "is empty but no_answer is false", record=qid, field="answers",
                         reason="no_answers")
     first_seen[qid] = where

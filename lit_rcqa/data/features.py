@@ -71,7 +71,8 @@ def build_features(examples: Sequence[QAExample], tokenizer: Any, config: Featur
 
     # Steps 1-3 (`_encode`): tokenise, cut questions to max_query_length tokens, make the windows.
     questions = [ex.question.lstrip() for ex in examples]  # some SQuAD questions start with spaces
-    cols = _encode(questions, [ex.context for ex in examples], tokenizer, config, question_first)
+    cols = _encode(questions, [ex.context for ex in examples], tokenizer, config, question_first,
+                   names=[ex.id for ex in examples])
 
     # Step 4: per example, its consecutive windows: context range, offsets, CLS, max-context, labels.
     input_ids, sample_map, raw_offsets = cols["input_ids"], cols["sample_map"], cols["offsets"]
@@ -136,7 +137,7 @@ def build_features(examples: Sequence[QAExample], tokenizer: Any, config: Featur
 
 
 def _encode(questions: list[str], contexts: list[str], tokenizer: Any, config: FeatureConfig,
-            question_first: bool) -> dict[str, list]:
+            question_first: bool, names: Sequence[str] | None = None) -> dict[str, list]:
     """Windows of every (question, context) pair -> per-window columns, as the tokenizer's own
     overflowing pair encoding gives them (`tests/data/test_features.py` checks they are equal).
 
@@ -192,6 +193,17 @@ def _encode(questions: list[str], contexts: list[str], tokenizer: Any, config: F
     cols: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "token_type_ids", "offsets",
                                                  "sample_map")}
     cols["question_len"] = [len(enc.ids) for enc in question_encs]  # per example
+    # Each window holds max_seq_length - question - special tokens of context and advances by that
+    # minus doc_stride: with no room left the Rust tokenizer panics (a BaseException), so say why here.
+    n_special = processor.num_special_tokens_to_add(True) if processor is not None else 0
+    for e, q_len in enumerate(cols["question_len"]):
+        room = config.max_seq_length - q_len - n_special
+        if room <= config.doc_stride:
+            name = names[e] if names is not None else e
+            raise ValueError(
+                f"question {name!r}: its {q_len} tokens and {n_special} special tokens leave {max(room, 0)} context "
+                f"tokens per window, not more than doc_stride ({config.doc_stride}); raise max_seq_length "
+                f"({config.max_seq_length}) or lower max_query_length ({config.max_query_length}) or doc_stride")
     for e, q_enc in enumerate(question_encs):
         c_enc = context_encs[context_of[e]]
         first = backend.post_process(q_enc, c_enc) if question_first else backend.post_process(c_enc, q_enc)

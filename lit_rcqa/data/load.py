@@ -11,6 +11,8 @@ from lit_rcqa.data.squad import parse_squad
 from lit_rcqa.data.validation import json_type, read_json
 from lit_rcqa.errors import DataError
 
+PREDICT = "predict"  # load_examples mode for questions to answer: gold answers optional
+
 
 def detect_format(document: Any, path: str | Path) -> str:
     """"squad" or "duorc" from the shape of a parsed document; anything else is a DataError."""
@@ -25,9 +27,13 @@ def detect_format(document: Any, path: str | Path) -> str:
 def load_examples(path: str | Path, *, mode: str = "eval", keep_no_answer: bool = False,
                   skip_invalid: bool = False) -> LoadedData:
     """Read a SQuAD or DuoRC file. `mode` and `keep_no_answer` only change DuoRC's conversion: SQuAD
-    answers are spans already, so a SQuAD file reads the same in both modes."""
+    answers are spans already, so a SQuAD file reads the same in "train" and "eval". mode="predict"
+    reads questions to answer: gold answers are optional in both formats."""
+    gold_required = mode != PREDICT
+    mode = mode if gold_required else "eval"  # questions to answer read as evaluation data, answers optional
     check_mode(mode)
     document = read_json(path)
     if detect_format(document, path) == "duorc":
-        return parse_duorc(document, path, mode=mode, keep_no_answer=keep_no_answer, skip_invalid=skip_invalid)
-    return parse_squad(document, path, skip_invalid=skip_invalid)
+        return parse_duorc(document, path, mode=mode, keep_no_answer=keep_no_answer, skip_invalid=skip_invalid,
+                           gold_required=gold_required)
+    return parse_squad(document, path, skip_invalid=skip_invalid, gold_required=gold_required)

@@ -20,8 +20,10 @@ def load_squad(path: str | Path, *, skip_invalid: bool = False) -> LoadedData:
     return parse_squad(read_json(path), path, skip_invalid=skip_invalid)
 
 
-def parse_squad(document: Any, path: str | Path, *, skip_invalid: bool = False) -> LoadedData:
-    """Validate an already parsed SQuAD document; `path` is only used to name the file in errors."""
+def parse_squad(document: Any, path: str | Path, *, skip_invalid: bool = False, gold_required: bool = True) -> LoadedData:
+    """Validate an already parsed SQuAD document; `path` is only used to name the file in errors.
+    Without `gold_required` (questions to answer), a question may have no `answers`; those given
+    are still checked."""
     if not isinstance(document, dict):
         raise DataError(path, f"top level is {json_type(document)}, expected a SQuAD object with a 'data' list",
                         reason="bad_shape")
@@ -50,7 +52,8 @@ def parse_squad(document: Any, path: str | Path, *, skip_invalid: bool = False) 
             for q, qa in enumerate(qas):
                 has_v2_field = has_v2_field or (isinstance(qa, dict) and "is_impossible" in qa)
                 try:
-                    examples.append(_example(qa, title, context, path, f"{where}.qas[{q}]", first_seen))
+                    examples.append(_example(qa, title, context, path, f"{where}.qas[{q}]", first_seen,
+                                             gold_required))
                 except DataError as err:
                     rejections.reject(err)
 
@@ -90,22 +93,23 @@ def _paragraph(paragraph: Any, path: str | Path, where: str) -> tuple[str, list]
 
 
 def _example(qa: Any, title: str, context: str, path: str | Path, where: str,
-             first_seen: dict[str, str]) -> QAExample:
+             first_seen: dict[str, str], gold_required: bool = True) -> QAExample:
     """One question, validated field by field; `first_seen` is updated only for a valid question."""
     qid, question = question_header(qa, path, where, first_seen)
     is_impossible = qa.get("is_impossible", False)
     if not isinstance(is_impossible, bool):
         raise DataError(path, f"is {json_type(is_impossible)}, expected true or false", record=qid,
                         field="is_impossible", reason="bad_is_impossible")
-    answers = _answers(qa, context, path, qid, is_impossible)
+    answers = _answers(qa, context, path, qid, is_impossible, gold_required)
     first_seen[qid] = where
     return QAExample(id=qid, title=title, context=context, question=question, answers=answers,
                      is_impossible=is_impossible)
 
 
-def _answers(qa: dict, context: str, path: str | Path, qid: str, is_impossible: bool) -> tuple[Answer, ...]:
-    if "answers" not in qa and is_impossible:
-        return ()  # some v2 writers leave the empty list out
+def _answers(qa: dict, context: str, path: str | Path, qid: str, is_impossible: bool,
+             gold_required: bool = True) -> tuple[Answer, ...]:
+    if "answers" not in qa and (is_impossible or not gold_required):
+        return ()  # some v2 writers leave the empty list out; questions to answer may have none
     if "answers" not in qa:
         raise DataError(path, "missing", record=qid, field="answers", reason="missing_answers")
     raw = qa["answers"]
@@ -115,7 +119,7 @@ def _answers(qa: dict, context: str, path: str | Path, qid: str, is_impossible: 
     if is_impossible and raw:
         raise DataError(path, f"has {len(raw)} answer(s) but is_impossible is true", record=qid,
                         field="answers", reason="impossible_with_answers")
-    if not is_impossible and not raw:
+    if not is_impossible and not raw and gold_required:
         raise DataError(path, "is empty for an answerable question (set is_impossible for SQuAD v2.0)",
                         record=qid, field="answers", reason="no_answers")
     return tuple(_answer(answer, context, path, qid, f"answers[{i}]") for i, answer in enumerate(raw))

@@ -1,7 +1,10 @@
 """Exact match and F1 exactly as the official SQuAD scripts define them, as functions and as metrics.
 
-Functions: `normalize_answer`, `exact_match_score`, `f1_score`, `max_over_golds` (v1.1 and v2.0;
-an empty gold list, an unanswerable question, is scored against [""]).
+Functions: `normalize_answer`, `exact_match_score`, `f1_score`, `max_over_golds`, and
+`question_scores`, one question's (EM, F1) under the rules of evaluate-v1.1.py or evaluate-v2.0.py.
+The two differ only where an answer normalises to nothing: v2.0 drops such golds (".") before
+scoring (`v2_golds`) and gives F1 = EM when a side is empty; v1.1 keeps them. An empty gold list (an
+unanswerable question) is scored against [""] in both.
 
 Metrics (torchmetrics, correct under DDP): `SquadExactMatch`, `SquadF1`, `SquadMetrics`. Every state
 is a sum, so syncing ranks is a plain sum. The F1 sum is kept in fixed point (int64 units of
@@ -60,6 +63,22 @@ def max_over_golds(metric_fn: Callable[[str, str], float], prediction: str, gold
     return max(metric_fn(prediction, gold) for gold in (golds or [""]))
 
 
+def v2_golds(golds: Sequence[str]) -> list[str]:
+    """The golds evaluate-v2.0.py scores against: those that normalise to nothing (such as ".") are
+    dropped, and a question left with none (unanswerable, or only such golds) has the gold ""."""
+    return [gold for gold in golds if normalize_answer(gold)] or [""]
+
+
+def question_scores(prediction: str, golds: Sequence[str], *, version_2: bool = False) -> tuple[float, float]:
+    """(exact match, F1) of one question in [0, 1], as the official script of that version scores it:
+    v1.1 keeps every gold (a gold "." equals the empty prediction for EM); v2.0 drops empty golds first."""
+    if version_2:
+        golds = v2_golds(golds)
+    exact = max_over_golds(exact_match_score, prediction, golds)
+    f1 = max_over_golds(lambda p, g: f1_score(p, g, version_2=version_2), prediction, golds)
+    return exact, f1
+
+
 def _check_inputs(preds: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
     if isinstance(preds, str) or len(preds) != len(golds):
         raise ValueError(f"need one prediction string per gold list, got {len(preds)} predictions for {len(golds)}")
@@ -72,10 +91,11 @@ class _SquadMetric(Metric):
 
     def __init__(self, version_2: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.version_2 = version_2  # which official script's F1 rule for empty answers (see f1_score)
+        self.version_2 = version_2  # which official script's rules for empty answers (see question_scores)
 
-    def _f1(self, prediction: str, gold: str) -> float:
-        return f1_score(prediction, gold, version_2=self.version_2)
+    def _scores(self, preds: Sequence[str], golds: Sequence[Sequence[str]]) -> list[tuple[float, float]]:
+        _check_inputs(preds, golds)
+        return [question_scores(p, g, version_2=self.version_2) for p, g in zip(preds, golds)]
 
 
 class SquadExactMatch(_SquadMetric):
@@ -87,8 +107,7 @@ class SquadExactMatch(_SquadMetric):
         self.add_state("total", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, preds: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
-        _check_inputs(preds, golds)
-        self.correct += sum(max_over_golds(exact_match_score, p, g) for p, g in zip(preds, golds))
+        self.correct += sum(exact for exact, _ in self._scores(preds, golds))
         self.total += len(preds)
 
     def compute(self) -> torch.Tensor:
@@ -104,8 +123,7 @@ class SquadF1(_SquadMetric):
         self.add_state("total", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, preds: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
-        _check_inputs(preds, golds)
-        self.f1_fixed += sum(_fixed(max_over_golds(self._f1, p, g)) for p, g in zip(preds, golds))
+        self.f1_fixed += sum(_fixed(f1) for _, f1 in self._scores(preds, golds))
         self.total += len(preds)
 
     def compute(self) -> torch.Tensor:
@@ -126,12 +144,11 @@ class SquadMetrics(_SquadMetric):
             self.add_state(f"{group}_total", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, preds: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
-        _check_inputs(preds, golds)
         sums = {group: [0.0, 0, 0] for group in self._GROUPS}
-        for pred, gold in zip(preds, golds):
-            acc = sums["has_ans" if gold else "no_ans"]
-            acc[0] += max_over_golds(exact_match_score, pred, gold)
-            acc[1] += _fixed(max_over_golds(self._f1, pred, gold))
+        for gold, (exact, f1) in zip(golds, self._scores(preds, golds)):
+            acc = sums["has_ans" if gold else "no_ans"]  # as evaluate-v2.0.py: by the golds before dropping
+            acc[0] += exact
+            acc[1] += _fixed(f1)
             acc[2] += 1
         for group, (exact, f1_fixed, total) in sums.items():
             setattr(self, f"{group}_exact", getattr(self, f"{group}_exact") + exact)

@@ -22,14 +22,26 @@ N, HIDDEN = 6, 3
 SETTINGS = IGSettings(steps=20)
 
 
+THREADS = {}  # torch's thread count before the module's fixture ran
+
+
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    torch.set_num_threads(1)
+    THREADS["before"] = torch.get_num_threads()
     run = open_run(make_tiny_run(tmp_path_factory.mktemp("run") / "tiny"))
     out = run.run_dir / "analysis"
-    info = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, batch_size=4,
-                                                 progress=False))
+    torch.set_num_threads(1)  # one thread for the scoring only; restored for every other test of the session
+    try:
+        info = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, batch_size=4,
+                                                     progress=False))
+    finally:
+        torch.set_num_threads(THREADS["before"])
     return run, out, info
+
+
+def test_the_fixture_leaves_torch_threads_as_it_found_them(scored):
+    # A session-wide change would slow down (and change the float summation order of) every later test.
+    assert torch.get_num_threads() == THREADS["before"]
 
 
 def reference_windows(run):

@@ -76,13 +76,14 @@ def test_adapter_puts_the_model_in_eval_mode(tiny_bert):
     assert not tiny_bert.training and not any(m.training for m in tiny_bert.modules())
 
 
-def test_unsupported_model_type_is_a_user_error_naming_it_and_the_supported_ones():
-    from transformers import AlbertConfig, AlbertForQuestionAnswering
+def test_a_model_without_a_family_stack_goes_through_the_generic_path():
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
 
-    config = AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=1,
-                          num_attention_heads=4, intermediate_size=64)
-    with pytest.raises(UserError, match=r"'albert'.*bert, distilbert, electra, roberta"):
-        EncoderAdapter(AlbertForQuestionAnswering(config))
+    config = AutoConfig.for_model("mpnet", vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64)
+    adapter = EncoderAdapter(AutoModelForQuestionAnswering.from_config(config))
+    assert adapter.generic and adapter.num_layers == 2
+    assert not EncoderAdapter(make_tiny_qa_model("bert")).generic
     with pytest.raises(UserError, match="does not support model type 'Linear'"):
         EncoderAdapter(torch.nn.Linear(2, 2))
 

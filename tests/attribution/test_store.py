@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import pickle
@@ -17,6 +19,33 @@ from lit_rcqa.attribution.system import ExampleResult
 from lit_rcqa.errors import UserError
 
 LAYERS = ["embeddings", "layer_01", "layer_02"]
+# What a shard says it was computed with: the manifest's keys that change the numbers (see manifest_for).
+SETTINGS = {"model": {"fingerprint": "ab" * 32},
+            "data": {"synthetic_dev_size": 12, "max_seq_length": 64, "doc_stride": 24, "max_query_length": 32},
+            "postprocess": {"n_best": 20, "max_answer_length": 30, "version_2": False, "null_threshold": 0.0},
+            "ig": {"layers": LAYERS, "steps": 4, "method": "gausslegendre", "target": "prob", "baseline": "zero",
+                   "tolerance": None, "explain": "predicted"},
+            "hidden": {"examples": 2, "dtype": "float16"}}
+
+
+def manifest_for(settings: dict, num_examples: int = 6) -> dict:
+    """A manifest as run.build_manifest writes it: the settings plus the keys that do not change any number."""
+    manifest = copy.deepcopy(settings)
+    manifest["schema"] = store.SCHEMA_VERSION
+    manifest["model"]["path"] = "/somewhere/runs/tiny/model"
+    manifest["data"]["num_examples"] = num_examples
+    return manifest
+
+
+def other(settings: dict, **ig) -> dict:
+    changed = copy.deepcopy(settings)
+    changed["ig"].update(ig)
+    return changed
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / store.MANIFEST).write_text(json.dumps(manifest))
 
 
 def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool = False, seed: int = 0) -> ExampleResult:
@@ -37,8 +66,8 @@ def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool =
         hidden=rng.standard_normal((3, T, 4)).astype(np.float16) if hidden else None)
 
 
-def write(out: Path, results, rank=0, batch_idx=0):
-    writer = IGShardWriter(out)
+def write(out: Path, results, rank=0, batch_idx=0, settings=SETTINGS):
+    writer = IGShardWriter(out, settings)
     writer.write_on_batch_end(SimpleNamespace(global_rank=rank), None, list(results), None, None, batch_idx)
 
 
@@ -95,10 +124,10 @@ def test_a_shard_is_absent_until_its_sidecar_is_written(tmp_path, monkeypatch):
 
     original = ig_writer._write_atomic
 
-    def crash_on_sidecar(path, data):
+    def crash_on_sidecar(path, data, **kwargs):
         if path.suffix == ".json":
             raise KeyboardInterrupt  # killed between the tensor file and the sidecar
-        original(path, data)
+        original(path, data, **kwargs)
 
     monkeypatch.setattr(ig_writer, "_write_atomic", crash_on_sidecar)
     with pytest.raises(KeyboardInterrupt):
@@ -152,7 +181,7 @@ def test_pickle_content_is_refused_and_never_unpickled(tmp_path):
     tensors.write_bytes(payload)
     meta = json.loads(sidecar.read_text())  # a matching checksum: only the format check can refuse it
     meta["tensors"]["scores"].update(bytes=len(payload), sha256=store.sha256_bytes(payload))
-    sidecar.write_text(json.dumps(meta))
+    sidecar.write_bytes(store.encode_sidecar(meta))
     with pytest.raises(UserError, match="not a safetensors file"):
         store.load(tmp_path)
     # A pickled sidecar, and pickle/npy files beside the shards, are refused or ignored, never loaded.
@@ -177,7 +206,7 @@ def test_wrong_array_shape_or_type_is_corruption(tmp_path):
     tensors.write_bytes(data)
     meta = json.loads(sidecar.read_text())
     meta["tensors"]["scores"].update(bytes=len(data), sha256=store.sha256_bytes(data))
-    sidecar.write_text(json.dumps(meta))
+    sidecar.write_bytes(store.encode_sidecar(meta))
     with pytest.raises(UserError, match="0.importance"):
         store.load(tmp_path)
 
@@ -193,3 +222,322 @@ def test_manifest_conflicts_name_the_differing_keys(tmp_path):
     (tmp_path / "manifest.json").write_text("{broken")
     with pytest.raises(UserError, match="manifest"):
         store.read_manifest(tmp_path)
+
+
+# --- settings carried by every shard ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from lit_rcqa.attribution.run import open_run
+    from tests.tiny_run import make_tiny_run
+
+    return open_run(make_tiny_run(tmp_path_factory.mktemp("settings") / "tiny"))
+
+
+def built_settings(run, ig=None, options=None, layers=(0, 1, 2), num_examples=6) -> dict:
+    """What shards of this run would carry: `settings_of` the manifest run.build_manifest builds."""
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+    from lit_rcqa.attribution.run import IGOptions, build_manifest
+
+    dm = run.data_module(num_examples)
+    dm.setup("validate")
+    manifest = build_manifest(run, dm, dm.eval_split(), list(layers), ig or IGSettings(steps=4),
+                              options or IGOptions(num_examples=num_examples))
+    return store.settings_of(manifest)
+
+
+def with_config(run, section: str, **changes):
+    """The same run folder with other settings in its config.yaml (as another training run would have)."""
+    config = copy.deepcopy(run.config)
+    config[section] = {**config[section], **changes}
+    return dataclasses.replace(run, config=config)
+
+
+def with_model_file(run, tmp_path: Path, name: str, change) -> object:
+    """A copy of the run whose model/<name> was changed by `change(path)`."""
+    import shutil
+
+    from lit_rcqa.attribution.run import open_run
+
+    copy_dir = tmp_path / f"changed-{name}"
+    shutil.copytree(run.run_dir, copy_dir)
+    change(copy_dir / "model" / name)
+    return open_run(copy_dir)
+
+
+def _perturb_weights(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path))
+    key = sorted(weights)[0]
+    weights[key] = weights[key] + 1e-3
+    save_file(weights, str(path), metadata={"format": "pt"})
+
+
+def _edit_json(key, value):
+    def change(path: Path) -> None:
+        document = json.loads(path.read_text())
+        document[key] = value
+        path.write_text(json.dumps(document))
+    return change
+
+
+def _swap_two_vocab_ids(path: Path) -> None:
+    """tokenizer.json with two word pieces' ids exchanged: the same text becomes other input ids."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    vocab = document["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[1000:1002]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+
+
+def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers(tiny_run, tmp_path):
+    """The real manifest builder: every option that changes an example's numbers changes the settings (naming
+    that key), and what changes none leaves them as they are."""
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+    from lit_rcqa.attribution.run import IGOptions
+
+    base = built_settings(tiny_run)
+    tol = IGSettings(tolerance=1e-3)
+    variants = {
+        "ig.steps": built_settings(tiny_run, IGSettings(steps=8)),
+        "ig.method": built_settings(tiny_run, IGSettings(steps=4, method="riemann_left")),
+        "ig.target": built_settings(tiny_run, IGSettings(steps=4, target="logit")),
+        "ig.tolerance": built_settings(tiny_run, IGSettings(steps=4, tolerance=1e-3)),
+        "ig.max_answer_length": built_settings(tiny_run, IGSettings(steps=4, max_answer_length=5)),
+        "ig.baseline": built_settings(tiny_run, options=IGOptions(num_examples=6, baseline="mean")),
+        "ig.explain": built_settings(tiny_run, options=IGOptions(num_examples=6, explain="gold")),
+        "ig.layers": built_settings(tiny_run, layers=(0, 2)),
+        "hidden.examples": built_settings(tiny_run, options=IGOptions(num_examples=6, hidden_examples=3)),
+        "hidden.dtype": built_settings(tiny_run, options=IGOptions(num_examples=6, hidden_dtype="float32")),
+        "postprocess.n_best": built_settings(with_config(tiny_run, "model", n_best=5)),
+        "postprocess.max_answer_length": built_settings(with_config(tiny_run, "model", max_answer_length=4)),
+        "postprocess.null_threshold": built_settings(with_config(tiny_run, "model", null_threshold=1.5)),
+        "postprocess.version_2": built_settings(with_config(tiny_run, "model", version_2_with_negative=True)),
+        "data.max_seq_length": built_settings(with_config(tiny_run, "data", max_seq_length=48)),
+        "data.doc_stride": built_settings(with_config(tiny_run, "data", doc_stride=16)),
+        "data.max_query_length": built_settings(with_config(tiny_run, "data", max_query_length=16)),
+        "data.synthetic_seed": built_settings(with_config(tiny_run, "data", synthetic_seed=1)),
+    }
+    # Model files: the weights, the architecture's config, the tokenizer (other ids, other windows).
+    for name, change in (("model.safetensors", _perturb_weights), ("config.json", _edit_json("layer_norm_eps", 1e-5)),
+                         ("tokenizer.json", _swap_two_vocab_ids),
+                         ("tokenizer_config.json", _edit_json("model_max_length", 128))):
+        variants[f"model.fingerprint ({name})"] = built_settings(with_model_file(tiny_run, tmp_path, name, change))
+    for key, changed in variants.items():
+        assert store.manifest_conflicts(base, changed) == [key.split(" ")[0]], key
+    # Under a tolerance, the refinement schedule's own settings.
+    for key, ig in (("ig.max_steps", IGSettings(tolerance=1e-3, max_steps=99)),
+                    ("ig.min_steps", IGSettings(tolerance=1e-3, min_steps=3)),
+                    ("ig.refine_method", IGSettings(tolerance=1e-3, refine_method="romberg"))):
+        assert store.manifest_conflicts(built_settings(tiny_run, tol), built_settings(tiny_run, ig)) == [key]
+    # What changes no example's numbers: how many questions were asked for, where the run folder lies, and
+    # how and where the same computation runs (chunk size, device, DDP ranks and batches: whole examples per
+    # rank; the scores differ at rounding level only, see run.build_manifest).
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run.run_dir, moved)
+    from lit_rcqa.attribution.run import open_run
+
+    assert built_settings(tiny_run, num_examples=3) == base
+    assert built_settings(open_run(moved)) == base
+    assert built_settings(tiny_run, IGSettings(steps=4, max_batch_tokens=64)) == base
+    assert built_settings(tiny_run, options=IGOptions(num_examples=6, accelerator="gpu", devices=2,
+                                                      strategy="ddp", batch_size=1)) == base
+
+
+def test_shards_written_with_other_settings_than_the_manifest_are_refused_naming_them(tmp_path):
+    write(tmp_path, [make_result(0, hidden=True), make_result(1)])
+    write_manifest(tmp_path, manifest_for(SETTINGS))
+    assert list(store.load(tmp_path)) == ["ex-0", "ex-1"]
+    # The manifest now claims m = 8, a left Riemann sum: the shards were computed at m = 4 Gauss-Legendre.
+    write_manifest(tmp_path, manifest_for(other(SETTINGS, steps=8, method="riemann_left")))
+    for read in (store.load, store.finished_ids, store.nbest_probabilities, store.load_hidden):
+        with pytest.raises(UserError) as err:
+            read(tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and str(tmp_path) in message and "(ig.method, ig.steps)" in message, message
+
+
+def test_without_a_manifest_the_shards_must_agree_with_each_other(tmp_path):
+    write(tmp_path, [make_result(0)])
+    write(tmp_path, [make_result(1)], batch_idx=1, settings=other(SETTINGS, baseline="mean"))
+    with pytest.raises(UserError, match=r"\(ig\.baseline\)"):
+        store.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit", ["example_id", "pred_text", "settings", "drop_checksum"])
+def test_an_edited_sidecar_is_a_corrupt_shard(tmp_path, edit):
+    write(tmp_path, [make_result(0), make_result(1)])
+    sidecar, _ = shard_files(tmp_path)
+    meta = json.loads(sidecar.read_text())
+    if edit == "example_id":
+        meta["examples"][0]["id"] = "someone-else"
+    elif edit == "pred_text":
+        meta["examples"][1]["pred_text"] = "a better answer"
+    elif edit == "settings":
+        meta["settings"]["ig"]["steps"] = 50
+    else:
+        del meta["sha256"]
+    sidecar.write_text(json.dumps(meta))  # valid JSON, every key present: only a checksum can tell
+    for read in (store.load, store.finished_ids):
+        with pytest.raises(UserError) as err:
+            read(tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and "corrupt IG shard" in message and sidecar.name in message, message
+
+
+def test_the_writer_never_replaces_a_committed_shard(tmp_path):
+    write(tmp_path, [make_result(0), make_result(1)])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "scores").iterdir()}
+    # A second batch starting at the same position on the same rank (a resume after a damaged or hand-edited
+    # shard): its results go to a new shard, and the one holding example 1 stays as it was.
+    write(tmp_path, [make_result(0, seed=99)])
+    after = {p.name: p.read_bytes() for p in (tmp_path / "scores").iterdir()}
+    assert {k: after[k] for k in before} == before and len(after) == len(before) + 2
+    records = store.load(tmp_path)
+    assert list(records) == ["ex-0", "ex-1"]
+    np.testing.assert_array_equal(records["ex-0"].importance, make_result(0).importance)  # the first copy
+
+
+def make_legacy(out: Path) -> None:
+    """Rewrite every shard as schema 1 (today's format before settings and sidecar checksums)."""
+    for sidecar in (out / "scores").glob("*.json"):
+        meta = json.loads(sidecar.read_text())
+        for key in ("sha256", "settings"):
+            meta.pop(key)
+        meta["schema"] = 1
+        sidecar.write_text(json.dumps(meta))
+
+
+def test_schema_1_shards_load_only_under_the_schema_1_manifest_written_with_them(tmp_path):
+    write(tmp_path, [make_result(0), make_result(1)])
+    expected = store.load(tmp_path)
+    make_legacy(tmp_path)
+    write_manifest(tmp_path, {**manifest_for(SETTINGS), "schema": 1})
+    records = store.load(tmp_path)
+    assert list(records) == list(expected)
+    np.testing.assert_array_equal(records["ex-1"].signed, expected["ex-1"].signed)
+    # A manifest written later (by this version, e.g. after the old one was deleted) cannot vouch for them.
+    for manifest in (None, manifest_for(SETTINGS)):
+        (tmp_path / store.MANIFEST).unlink(missing_ok=True)
+        if manifest is not None:
+            write_manifest(tmp_path, manifest)
+        with pytest.raises(UserError) as err:
+            store.load(tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and "older version" in message and str(tmp_path) in message, message
+
+
+def test_a_sidecar_that_appears_while_it_is_written_is_not_replaced(tmp_path):
+    # Another process committed the same name between our name check and our commit: ours is not put over it.
+    from callbacks.ig_writer import _write_atomic
+
+    path = tmp_path / "00000000-r00.json"
+    path.write_bytes(b"theirs")
+    with pytest.raises(UserError, match="another analyze.py"):
+        _write_atomic(path, b"ours")
+    assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+# --- two writers in one folder: a committed file is never replaced ----------------------------------------
+class _Paused(Exception):
+    """Raised instead of committing a sidecar: the writer is paused between its tensor files and its sidecar."""
+
+
+def test_interleaved_writers_never_spoil_a_committed_shard(tmp_path, monkeypatch):
+    """A's tensors, B's tensors, A's sidecar, B's sidecar, both for the same first position and rank: each
+    sidecar must commit the tensor files it checksummed (never the other writer's under the same name)."""
+    import callbacks.ig_writer as ig_writer
+
+    original = ig_writer._write_atomic
+    paused = []
+
+    def pause_before_the_sidecar(path, data, **kwargs):
+        if path.suffix == ".json":
+            paused.append((path, data, kwargs))
+            raise _Paused
+        original(path, data, **kwargs)
+
+    monkeypatch.setattr(ig_writer, "_write_atomic", pause_before_the_sidecar)
+    a, b = [make_result(0, hidden=True), make_result(1)], [make_result(0, hidden=True, seed=7)]
+    for results in (a, b):
+        with pytest.raises(_Paused):
+            write(tmp_path, results)
+    monkeypatch.setattr(ig_writer, "_write_atomic", original)
+    for path, data, kwargs in paused:  # A's sidecar, then B's
+        original(path, data, **kwargs)
+    records = store.load(tmp_path)  # every checksum matches: no sidecar names the other writer's tensors
+    assert list(records) == ["ex-0", "ex-1"]
+    np.testing.assert_array_equal(records["ex-0"].importance, a[0].importance)
+    assert len(list((tmp_path / "scores").glob("*.json"))) == 2
+    np.testing.assert_array_equal(store.load_hidden(tmp_path)["ex-0"], a[0].hidden)
+
+
+@pytest.mark.parametrize("taken", [".safetensors", ".hidden.safetensors"])
+def test_a_tensor_file_that_appears_while_it_is_written_is_not_replaced(tmp_path, monkeypatch, taken):
+    # Another writer committed a tensor file of that name between our name check and our commit.
+    import callbacks.ig_writer as ig_writer
+
+    monkeypatch.setattr(ig_writer, "free_shard_name", lambda folder, position, rank: store.shard_name(position, rank))
+    (tmp_path / "scores").mkdir()
+    theirs = tmp_path / "scores" / f"00000000-r00{taken}"
+    theirs.write_bytes(b"theirs")
+    with pytest.raises(UserError, match="another analyze.py"):
+        write(tmp_path, [make_result(0, hidden=True)])
+    assert theirs.read_bytes() == b"theirs"
+    assert not list((tmp_path / "scores").glob("*.json"))  # nothing committed over or beside it
+
+
+def test_leftover_tensor_files_of_a_killed_writer_are_not_reused(tmp_path):
+    # A writer killed between its tensor files and its sidecar: a later batch of the same name writes elsewhere.
+    (tmp_path / "scores").mkdir()
+    left = tmp_path / "scores" / "00000000-r00.safetensors"
+    left.write_bytes(b"left by a killed writer")
+    write(tmp_path, [make_result(0)])
+    assert left.read_bytes() == b"left by a killed writer"
+    assert list(store.load(tmp_path)) == ["ex-0"]
+
+
+@pytest.mark.parametrize("error", [PermissionError, OSError])
+def test_without_hard_links_a_committed_file_is_still_never_replaced(tmp_path, monkeypatch, error):
+    """File systems without hard links (os.link fails: EPERM on FAT, EOPNOTSUPP elsewhere): the rename fallback
+    still never puts a file over an existing one, and leaves no temp file."""
+    from callbacks.ig_writer import _write_atomic
+
+    def no_links(src, dst, *args, **kwargs):
+        raise error(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "00000000-r00.json"
+    path.write_bytes(b"theirs")
+    with pytest.raises(UserError, match="another analyze.py"):
+        _write_atomic(path, b"ours")
+    assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    # A free name is committed by the rename, and whole shards round-trip.
+    fresh = tmp_path / "fresh.json"
+    _write_atomic(fresh, b"ours")
+    assert fresh.read_bytes() == b"ours"
+    out = tmp_path / "out"
+    write(out, [make_result(0, hidden=True)])
+    write(out, [make_result(0, seed=5)])  # same name taken: goes to -1, nothing replaced
+    assert list(store.load(out)) == ["ex-0"] and len(list((out / "scores").glob("*.json"))) == 2
+    assert not [p for p in (out / "scores").iterdir() if p.name.startswith(".")]
+
+
+def test_a_temp_file_removed_under_the_writer_is_one_clear_error(tmp_path, monkeypatch):
+    """Someone else's cleanup deleted our temp file before its commit: one UserError, not a raw
+    FileNotFoundError, and nothing committed."""
+    import callbacks.ig_writer as ig_writer
+
+    real_fsync = os.fsync
+
+    def fsync_then_lose_the_file(fd):
+        real_fsync(fd)
+        for path in (tmp_path / "scores").glob(".*"):
+            path.unlink()
+
+    monkeypatch.setattr(ig_writer.os, "fsync", fsync_then_lose_the_file)
+    with pytest.raises(UserError, match="was removed before it could be committed"):
+        write(tmp_path, [make_result(0)])
+    assert list((tmp_path / "scores").iterdir()) == []

@@ -55,14 +55,20 @@ def test_resume_at_the_end_of_an_epoch_starts_the_next_one():
     assert list(resumed) == list(nxt)
 
 
-def test_eval_shards_hold_whole_examples_once():
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_eval_shards_hold_whole_examples_once(world_size):
     example_index = [0, 0, 1, 2, 2, 2, 3, 4, 5, 5]
-    shards = [list(ExampleShardSampler(example_index, rank=r, world_size=2)) for r in range(2)]
-    assert sorted(shards[0] + shards[1]) == list(range(10))
-    for shard in shards:
+    shards = [list(ExampleShardSampler(example_index, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert sorted(f for shard in shards for f in shard) == list(range(10))  # every feature, once
+    for rank, shard in enumerate(shards):
         examples = {example_index[f] for f in shard}
-        assert all(example_index[f] in examples for f in range(10) if example_index[f] in examples)
-        assert {example_index[f] for f in shard}.isdisjoint({example_index[f] for f in shards[1 - shards.index(shard)]})
+        # whole examples: every feature of an example this rank scores is on this rank
+        assert shard == [f for f in range(10) if example_index[f] in examples]
+        for other in shards[:rank] + shards[rank + 1:]:
+            assert examples.isdisjoint(example_index[f] for f in other)
+    # ranks share the examples as evenly as whole examples allow (6 examples)
+    assert sorted(len({example_index[f] for f in shard}) for shard in shards) == {
+        1: [6], 2: [3, 3], 3: [2, 2, 2]}[world_size]
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

@@ -9,13 +9,17 @@ import torch
 from lit_rcqa.data.example import Answer, QAExample
 from lit_rcqa.data.features import FeatureConfig, QAFeatureDataset, build_features, collate_features
 from lit_rcqa.data.squad import load_squad
+from tests.conftest import SQUAD_V1_EXTRACT
 
 SMALL = FeatureConfig(max_seq_length=96, doc_stride=32, max_query_length=20)  # many windows per context
 
 
-@pytest.fixture(scope="module")
-def dev_subset(shared_data):
-    return load_squad(shared_data / "dev-v1.1.json.gz").examples[:400]
+@pytest.fixture(scope="module", params=["extract", "full_dev"])
+def dev_subset(request):
+    """Real dev questions: the committed extract (every clone; 293 questions) and the first 400 of the full set."""
+    if request.param == "extract":
+        return load_squad(SQUAD_V1_EXTRACT).examples
+    return load_squad(request.getfixturevalue("shared_data") / "dev-v1.1.json.gz").examples[:400]
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +211,18 @@ def test_dataset_and_dynamic_vs_fixed_padding(tokenizer, bpe_tokenizer, dev_subs
     b = build_features(dev_subset[:4], bpe_tokenizer, SMALL, training=True)
     bpe_batch = collate_features([QAFeatureDataset(b)[i] for i in range(len(b))], bpe_tokenizer.pad_token_id)
     assert "token_type_ids" not in bpe_batch and bpe_batch["input_ids"].shape[1] <= SMALL.max_seq_length
+
+
+def test_a_question_leaving_no_room_for_the_stride_is_a_clear_error_not_a_tokenizer_panic(tokenizer):
+    """max_seq_length - question - special tokens must exceed doc_stride, or windows cannot advance:
+    the Rust tokenizer would abort with a PanicException (a BaseException no caller expects)."""
+    context = "The answer is here. " * 30
+    question = "Which of these many words " + "really " * 30 + "matter?"
+    examples = [QAExample("fine", "t", context, "Where is it?", (Answer("answer", 4),)),
+                QAExample("q-long", "t", context, question, (Answer("answer", 4),))]
+    config = FeatureConfig(max_seq_length=48, doc_stride=16, max_query_length=64)
+    with pytest.raises(ValueError, match=r"q-long.*doc_stride \(16\).*max_seq_length \(48\)"):
+        build_features(examples, tokenizer, config, training=False)
+    # the same question cut to max_query_length leaves room: no error
+    build_features(examples, tokenizer, FeatureConfig(max_seq_length=48, doc_stride=16, max_query_length=8),
+                   training=False)

@@ -13,6 +13,9 @@ import pytest
 from lit_rcqa.data.example import Answer, QAExample
 from lit_rcqa.data.squad import load_squad
 from lit_rcqa.errors import DataError
+from lit_rcqa.paths import REPO_ROOT
+from tests.conftest import (REQUIRE_DATA_ENV, SHARED_FILES, SQUAD_V1_EXTRACT, SQUAD_V2_EXTRACT,
+                            locate_shared_data)
 
 CONTEXT = "Alma Rue founded Tinyland in 1901. It has 12 lakes."
 OTHER = "Tinyland exports 40 tonnes of salt."
@@ -284,14 +287,7 @@ def test_file_level_errors_always_raise(tmp_path, kind, skip_invalid):
 
 # --- the real files -----------------------------------------------------------------------------
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name, total, impossible, version", [
-    ("dev-v1.1.json.gz", 10570, 0, "1.1"),
-    ("train-v1.1-subset-44articles.json", 11877, 0, "1.1"),
-    ("dev-v2.0-subset-6articles.json", 1905, 910, "2.0"),
-])
-def test_real_squad_files_load_without_errors(shared_data, name, total, impossible, version):
-    data = load_squad(shared_data / name)
+def assert_loads_cleanly(data, total: int, impossible: int, version: str) -> None:
     assert (len(data.examples), data.num_skipped, data.version) == (total, 0, version)
     assert sum(e.is_impossible for e in data.examples) == impossible
     assert len({e.id for e in data.examples}) == total
@@ -299,3 +295,76 @@ def test_real_squad_files_load_without_errors(shared_data, name, total, impossib
         assert example.answers or example.is_impossible
         for a in example.answers:
             assert example.context[a.answer_start:a.answer_start + len(a.text)] == a.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, total, impossible, version", [
+    ("dev-v1.1.json.gz", 10570, 0, "1.1"),
+    ("train-v1.1-subset-44articles.json", 11877, 0, "1.1"),
+    ("dev-v2.0-subset-6articles.json", 1905, 910, "2.0"),
+])
+def test_real_squad_files_load_without_errors(shared_data, name, total, impossible, version):
+    assert_loads_cleanly(load_squad(shared_data / name), total, impossible, version)
+
+
+@pytest.mark.parametrize("path, total, impossible, version", [
+    (SQUAD_V1_EXTRACT, 293, 0, "1.1"),
+    (SQUAD_V2_EXTRACT, 208, 112, "2.0"),
+], ids=["v1.1", "v2.0"])
+def test_committed_extracts_load_without_errors(path, total, impossible, version):
+    assert_loads_cleanly(load_squad(path), total, impossible, version)
+
+
+def test_v1_extract_holds_golds_that_normalise_to_nothing(squad_v1_extract):
+    """The reason these articles were chosen (tests/fixtures/README.md): the official scripts treat
+    a gold such as "." specially, and the scoring tests need real ones."""
+    doc = json.loads(squad_v1_extract.read_text(encoding="utf-8"))
+    dotted = {qa["id"] for a in doc["data"] for p in a["paragraphs"] for qa in p["qas"]
+              if any(x["text"] == "." for x in qa["answers"])}
+    assert dotted == {"5725bad5271a42140099d0c1", "5730b7ce069b5314008322c4"}
+
+
+@pytest.mark.parametrize("extract, source, titles", [
+    (SQUAD_V1_EXTRACT, "dev-v1.1.json.gz", ["1973_oil_crisis", "Imperialism"]),
+    (SQUAD_V2_EXTRACT, "dev-v2.0-subset-6articles.json", ["Normans"]),
+], ids=["v1.1", "v2.0"])
+def test_extracts_are_exact_copies_of_the_released_articles(shared_data, extract, source, titles):
+    """Each extract is the source document with only whole articles kept, byte for byte."""
+    path = shared_data / source
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        raw = fh.read()
+    doc = json.loads(raw)
+    articles = [a for a in doc["data"] if a["title"] in titles]
+    assert [a["title"] for a in articles] == titles
+    assert all(json.dumps(a) in raw for a in articles)  # the source's own serialisation of each record
+    assert extract.read_text(encoding="utf-8") == json.dumps({**doc, "data": articles})
+
+
+# --- missing real data: a skip, or a failure where the data is required (CI) ---------------------
+
+def test_missing_real_data_skips_unless_required(tmp_path, monkeypatch):
+    monkeypatch.delenv(REQUIRE_DATA_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="dev-v1.1.json.gz"):
+        locate_shared_data(tmp_path)
+    monkeypatch.setenv(REQUIRE_DATA_ENV, "0")
+    with pytest.raises(pytest.skip.Exception):
+        locate_shared_data(tmp_path)
+    monkeypatch.setenv(REQUIRE_DATA_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_DATA_ENV} is set"):
+        locate_shared_data(tmp_path)
+    for name in SHARED_FILES[:-1]:  # one file short is still missing data
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(pytest.fail.Exception, match=SHARED_FILES[-1]):
+        locate_shared_data(tmp_path)
+    (tmp_path / SHARED_FILES[-1]).write_text("{}")
+    assert locate_shared_data(tmp_path) == tmp_path
+
+
+def test_ci_requires_the_real_data():
+    """.ci/run exports the variable before it runs the README's test command."""
+    lines = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    exported = [i for i, line in enumerate(lines)
+                if line.startswith("export ") and f"{REQUIRE_DATA_ENV}=1" in line.split()]
+    runs_tests = [i for i, line in enumerate(lines) if line.startswith("eval ")]
+    assert exported and runs_tests and exported[0] < runs_tests[0]

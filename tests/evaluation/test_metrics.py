@@ -1,181 +1,230 @@
-"""EM/F1 against independent references: torchmetrics' SQuAD functional (v1.1) and a v2.0 reference
-written here from the official evaluate-v2.0.py definition, on the real dev sets."""
+"""EM/F1 (functions and torchmetrics metrics) against transcriptions of the official scripts
+(tests/evaluation/official_evaluate_v11.py and official_evaluate_v20.py): hand-built edge cases and
+the real dev sets (the committed extracts in every clone, the full files where present), including a
+held-out-style v2 set with golds that normalise to nothing (".")."""
 
 from __future__ import annotations
 
 import random
-import re
-import string
-from collections import Counter
 
 import pytest
-import torch
 
-from lit_rcqa.data.squad import load_squad
 from lit_rcqa.evaluation.metrics import (SquadExactMatch, SquadF1, SquadMetrics, exact_match_score, f1_score,
-                                         max_over_golds, normalize_answer)
+                                         max_over_golds, normalize_answer, question_scores, v2_golds)
+from tests.evaluation import official_evaluate_v11 as official_v11
+from tests.evaluation import official_evaluate_v20 as official_v20
+from tests.evaluation.squad_docs import (gold_lists, held_out_style_v2, make_doc, prediction_sets, questions,
+                                        real_devs)
 
 
-# ---- an independent v2.0 reference, transcribed from the official definition ----------------------
-def _ref_normalize(s):
-    def remove_articles(text):
-        return re.compile(r"\b(a|an|the)\b", re.UNICODE).sub(" ", text)
-
-    def remove_punc(text):
-        return "".join(ch for ch in text if ch not in set(string.punctuation))
-
-    return " ".join(remove_articles(remove_punc(s.lower())).split())
-
-
-def _ref_tokens(s):
-    return _ref_normalize(s).split() if s else []
+# ---- helpers ----------------------------------------------------------------------------------------
+def ours(doc, preds, *, version_2, chunks=1):
+    """SquadMetrics over every question of `doc` ({id: prediction} must hold them all), fed in chunks."""
+    qas = questions(doc)
+    metric = SquadMetrics(version_2=version_2)
+    step = -(-len(qas) // chunks)
+    for i in range(0, len(qas), step):
+        part = qas[i:i + step]
+        metric.update([preds[qa["id"]] for qa in part], [[a["text"] for a in qa["answers"]] for qa in part])
+    return {k: (int(v) if k.endswith("total") else float(v)) for k, v in metric.compute().items()}
 
 
-def _ref_f1(gold, pred):
-    gold_toks, pred_toks = _ref_tokens(gold), _ref_tokens(pred)
-    common = Counter(gold_toks) & Counter(pred_toks)
-    num_same = sum(common.values())
-    if len(gold_toks) == 0 or len(pred_toks) == 0:
-        return int(gold_toks == pred_toks)
-    if num_same == 0:
-        return 0
-    precision = 1.0 * num_same / len(pred_toks)
-    recall = 1.0 * num_same / len(gold_toks)
-    return (2 * precision * recall) / (precision + recall)
+def official_v2_as_ours(doc, preds):
+    """evaluate-v2.0.py's output with the overall EM under our key (exact_match) instead of "exact"."""
+    out = official_v20.evaluate(doc["data"], preds)
+    return {("exact_match" if k == "exact" else k): v for k, v in out.items()}
 
 
-def _ref_v2(golds_by_id, preds):
-    """evaluate-v2.0.py's get_raw_scores + make_eval_dict + has/no-answer split (no threshold)."""
-    exact, f1 = {}, {}
-    for qid, golds in golds_by_id.items():
-        golds = [a for a in golds if _ref_normalize(a)] or [""]
-        exact[qid] = max(int(_ref_normalize(a) == _ref_normalize(preds[qid])) for a in golds)
-        f1[qid] = max(_ref_f1(a, preds[qid]) for a in golds)
-    has = [q for q, g in golds_by_id.items() if g]
-    no = [q for q, g in golds_by_id.items() if not g]
-    out = {"exact_match": 100.0 * sum(exact.values()) / len(exact), "f1": 100.0 * sum(f1.values()) / len(f1),
-           "total": len(exact)}
-    for name, ids in (("HasAns", has), ("NoAns", no)):
-        out[f"{name}_exact"] = 100.0 * sum(exact[q] for q in ids) / len(ids)
-        out[f"{name}_f1"] = 100.0 * sum(f1[q] for q in ids) / len(ids)
-        out[f"{name}_total"] = len(ids)
-    return out
+def assert_matches(got, want, *, f1_abs=1e-9):
+    """EM equals exactly (sums of 0/1); F1 within 1e-9: our F1 state is fixed point (see metrics.py),
+    at most 2**-41 per question off the float sum. SquadMetrics reports the HasAns_/NoAns_ split only
+    when some question is unanswerable (the keys train.py logs); the official script whenever a group
+    is non-empty."""
+    if "NoAns_total" not in want:
+        want = {k: v for k, v in want.items() if not k.startswith("HasAns_")}
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if "f1" in key:
+            assert got[key] == pytest.approx(value, abs=f1_abs), key
+        else:
+            assert got[key] == value, key
 
 
-def _ref_v1_f1(prediction, ground_truth):
-    """evaluate-v1.1.py's f1_score: no overlap gives 0, even when both sides normalise to nothing."""
-    prediction_tokens = _ref_normalize(prediction).split()
-    ground_truth_tokens = _ref_normalize(ground_truth).split()
-    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0
-    precision = 1.0 * num_same / len(prediction_tokens)
-    recall = 1.0 * num_same / len(ground_truth_tokens)
-    return (2 * precision * recall) / (precision + recall)
+# ---- the defect: v2 drops golds that normalise to nothing ------------------------------------------
+def test_v2_drops_golds_that_normalise_to_nothing():
+    """evaluate-v2.0.py scores golds [".", "Denver"] as ["Denver"]: the empty prediction is wrong."""
+    doc = make_doc([("q", [".", "Denver"])])
+    for pred, want in (("", (0.0, 0.0)), ("Denver", (100.0, 100.0)), (".", (0.0, 0.0))):
+        reference = official_v2_as_ours(doc, {"q": pred})
+        assert (reference["exact_match"], reference["f1"]) == want  # the transcription says so
+        assert_matches(ours(doc, {"q": pred}, version_2=True), reference)
+    assert v2_golds([".", "Denver"]) == ["Denver"] and v2_golds([".", " ,"]) == [""] and v2_golds([]) == [""]
+    assert question_scores("", [".", "Denver"], version_2=True) == (0.0, 0.0)
 
 
-def _ref_v1(golds, preds):
-    """evaluate-v1.1.py's evaluate(): max over golds, mean over questions, in percent."""
-    exact = sum(max(float(_ref_normalize(p) == _ref_normalize(g)) for g in gs) for p, gs in zip(preds, golds))
-    f1 = sum(max(_ref_v1_f1(p, g) for g in gs) for p, gs in zip(preds, golds))
-    return {"exact_match": 100.0 * exact / len(preds), "f1": 100.0 * f1 / len(preds)}
+def test_v1_keeps_golds_that_normalise_to_nothing():
+    """evaluate-v1.1.py never drops a gold: "" equals "." after normalisation (EM 1) with F1 0."""
+    doc = make_doc([("q", [".", "Denver"])], version="1.1")
+    reference = official_v11.evaluate(doc["data"], {"q": ""})
+    assert reference == {"exact_match": 100.0, "f1": 0.0}
+    got = ours(doc, {"q": ""}, version_2=False)
+    assert (got["exact_match"], got["f1"]) == (reference["exact_match"], reference["f1"])
+    assert question_scores("", [".", "Denver"], version_2=False) == (1.0, 0.0)
 
 
-# ---- prediction sets -------------------------------------------------------------------------------
-def _prediction_sets(examples, seed=0):
+# ---- hand-built edge cases, both scripts ------------------------------------------------------------
+_EDGE_GOLDS = [
+    ("dot_and_word", [".", "Denver Broncos"]),
+    ("only_dot", ["."]),
+    ("only_punct_and_articles", ["!?", "the", "a an"]),
+    ("articles_inside", ["the Broncos", "Broncos of Denver"]),
+    ("repeated_tokens", ["cat cat dog"]),
+    ("unicode", ["Zürich – Genève", "Zürich"]),
+    ("no_answer_1", []),
+    ("no_answer_2", []),
+]
+_EDGE_PREDS = ["", ".", " ", "the", "Denver", "Broncos", "denver broncos!", "cat dog dog", "Zürich",
+               "a Broncos the", "x", "Genève Zürich"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hand_built_edge_cases_match_evaluate_v20(seed):
     rng = random.Random(seed)
-    gold = [ex.answers[0].text if ex.answers else "" for ex in examples]
+    doc = make_doc(_EDGE_GOLDS)
+    preds = {qid: rng.choice(_EDGE_PREDS) for qid, _ in _EDGE_GOLDS}
+    reference = official_v2_as_ours(doc, preds)
+    assert reference["HasAns_total"] == 6 and reference["NoAns_total"] == 2
+    for chunks in (1, 3):
+        assert_matches(ours(doc, preds, version_2=True, chunks=chunks), reference)
 
-    def perturb(text):
-        words = text.split()
-        r = rng.random()
-        if not words or r < 0.2:
-            return text.upper() + "."
-        if r < 0.5:
-            return " ".join(words[:-1])  # drop the last word
-        if r < 0.8:
-            return "the " + text + " " + rng.choice(["area", "of it", "!"])
-        return rng.choice(["", "a an the", text[::-1]])
 
-    def random_span(ex):
-        words = ex.context.split()
-        i = rng.randrange(len(words))
-        return " ".join(words[i:i + rng.randint(1, 6)])
+@pytest.mark.parametrize("seed", range(6))
+def test_hand_built_edge_cases_match_evaluate_v11(seed):
+    rng = random.Random(seed)
+    golds = [(qid, g) for qid, g in _EDGE_GOLDS if g]  # v1.1 has no unanswerable questions
+    doc = make_doc(golds, version="1.1")
+    preds = {qid: rng.choice(_EDGE_PREDS) for qid, _ in golds}
+    reference = official_v11.evaluate(doc["data"], preds)
+    got = ours(doc, preds, version_2=False)
+    assert got.keys() == {"exact_match", "f1", "total"} and got["total"] == len(golds)
+    assert got["exact_match"] == reference["exact_match"]
+    assert got["f1"] == pytest.approx(reference["f1"], abs=1e-9)
 
-    return {
-        "gold": gold,
-        "perturbed": [perturb(g) for g in gold],
-        "empty": [""] * len(examples),
-        "random": [random_span(ex) for ex in examples],
-    }
+
+def test_every_edge_pair_scores_as_both_scripts():
+    """Per question, not only per total: every (prediction, golds) pair of the table."""
+    for _, golds in _EDGE_GOLDS:
+        v2_refs = [a for a in golds if official_v20.normalize_answer(a)] or [""]
+        for pred in _EDGE_PREDS:
+            want_v2 = (max(official_v20.compute_exact(a, pred) for a in v2_refs),
+                       max(official_v20.compute_f1(a, pred) for a in v2_refs))
+            assert question_scores(pred, golds, version_2=True) == want_v2, (pred, golds)
+            if golds:
+                want_v1 = (official_v11.metric_max_over_ground_truths(official_v11.exact_match_score, pred, golds),
+                           official_v11.metric_max_over_ground_truths(official_v11.f1_score, pred, golds))
+                assert question_scores(pred, golds, version_2=False) == want_v1, (pred, golds)
+
+
+def test_single_value_metrics_agree_with_squad_metrics():
+    rng = random.Random(7)
+    golds = [g for _, g in _EDGE_GOLDS] * 5
+    preds = [rng.choice(_EDGE_PREDS) for _ in golds]
+    for version_2 in (False, True):
+        full, em, f1 = SquadMetrics(version_2=version_2), SquadExactMatch(version_2), SquadF1(version_2)
+        for m in (full, em, f1):
+            m.update(preds, golds)
+        out = full.compute()
+        assert float(em.compute()) == float(out["exact_match"]) and float(f1.compute()) == float(out["f1"])
+    # the v2 rule is what makes these differ: golds ["."] are "" for v2, so "" is right only there
+    v1, v2 = SquadExactMatch(), SquadExactMatch(version_2=True)
+    v1.update(["", ""], [[".", "Denver"], ["."]])
+    v2.update(["", ""], [[".", "Denver"], ["."]])
+    assert float(v1.compute()) == 100.0 and float(v2.compute()) == 50.0
+
+
+# ---- real dev sets: the committed extracts in every clone, the full files where present ------------
+_EXTRACT_AND_FULL = ["extract", "full"]
+_EXTRACT_AND_FULL_SLOW = ["extract", pytest.param("full", marks=pytest.mark.slow)]  # full v1.1 dev: 10570 questions
 
 
 @pytest.fixture(scope="module")
-def dev_v1(shared_data):
-    return load_squad(shared_data / "dev-v1.1.json.gz").examples
+def real(request):
+    """(v1.1 dev, v2.0 dev) as RealDev: the extracts, or the full files (skipped where absent)."""
+    return real_devs(request.param, request)
 
 
 @pytest.fixture(scope="module")
-def dev_v2(shared_data):
-    return load_squad(shared_data / "dev-v2.0-subset-6articles.json").examples
+def dev_v1(real):
+    return real[0], real[0].read()
 
 
-@pytest.fixture
-def float64_default():
-    """torchmetrics' SQuAD functional accumulates in the default float dtype; float64 makes it exact
-    enough to compare to 1e-9 (in float32 it drifts by ~1e-5 over 10k examples)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+@pytest.fixture(scope="module")
+def dev_v2(real):
+    return real[1], real[1].read()
 
 
-@pytest.mark.slow
-def test_v1_matches_torchmetrics_squad_on_full_dev(dev_v1, float64_default):
-    from torchmetrics.functional.text.squad import squad
-
-    assert len(dev_v1) == 10570
-    golds = [[a.text for a in ex.answers] for ex in dev_v1]
-    target = [{"id": ex.id, "answers": {"text": g, "answer_start": [a.answer_start for a in ex.answers]}}
-              for ex, g in zip(dev_v1, golds)]
-    for name, preds in _prediction_sets(dev_v1).items():
-        official = _ref_v1(golds, preds)
-        ours = SquadMetrics()
-        ours.update(preds, golds)
-        got = ours.compute()
-        em, f1 = SquadExactMatch(), SquadF1()
-        em.update(preds, golds)
-        f1.update(preds, golds)
-        assert float(got["exact_match"]) == pytest.approx(official["exact_match"], abs=1e-9), name
-        assert float(got["f1"]) == pytest.approx(official["f1"], abs=1e-9), name
-        # torchmetrics scores empty answers with the v2 rule (F1 = EM), so it equals our version_2 mode;
-        # the two differ only on the three dev questions whose gold answer is ".".
-        reference = squad([{"id": ex.id, "prediction_text": p} for ex, p in zip(dev_v1, preds)], target)
-        tm_mode = SquadMetrics(version_2=True)
-        tm_mode.update(preds, golds)
-        tm_got = tm_mode.compute()
-        assert float(tm_got["exact_match"]) == pytest.approx(float(reference["exact_match"]), abs=1e-9), name
-        assert float(tm_got["f1"]) == pytest.approx(float(reference["f1"]), abs=1e-9), name
-        assert float(em.compute()) == float(got["exact_match"]) and float(f1.compute()) == float(got["f1"])
-        assert int(got["total"]) == 10570 and "NoAns_total" not in got
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL_SLOW, indirect=True)
+def test_v1_matches_evaluate_v11_on_real_dev(dev_v1):
+    facts, doc = dev_v1
+    assert len(questions(doc)) == facts.questions
+    for name, preds in prediction_sets(doc).items():
+        reference = official_v11.evaluate(doc["data"], preds)
+        got = ours(doc, preds, version_2=False, chunks=4)
+        assert got["total"] == facts.questions and "NoAns_total" not in got, name
+        assert got["exact_match"] == reference["exact_match"], name
+        assert got["f1"] == pytest.approx(reference["f1"], abs=1e-9), name
+    assert reference["exact_match"] < 10  # the last set, random spans, is mostly wrong: the check has teeth
 
 
-def test_v2_matches_official_definition_on_v2_subset(dev_v2):
-    golds_by_id = {ex.id: [a.text for a in ex.answers] for ex in dev_v2}
-    assert sum(1 for g in golds_by_id.values() if not g) == 910
-    for name, preds in _prediction_sets(dev_v2, seed=1).items():
-        ours = SquadMetrics(version_2=True)
-        ours.update(preds, list(golds_by_id.values()))
-        got = {k: float(v) for k, v in ours.compute().items()}
-        reference = _ref_v2(golds_by_id, dict(zip(golds_by_id, preds)))
-        assert got.keys() == reference.keys(), name
-        for key, value in reference.items():
-            assert got[key] == pytest.approx(value, abs=1e-9), (name, key)
-    # gold answers for the answerable, "" for the rest: everything right
-    assert got["total"] == 1905
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL_SLOW, indirect=True)
+def test_v2_rule_matches_evaluate_v20_on_real_v1_dev(dev_v1):
+    """The v1.1 dev set holds real "." golds (3; 2 in the extract); v2 scoring must drop them as
+    evaluate-v2.0.py does."""
+    facts, doc = dev_v1
+    sets = prediction_sets(doc, seed=2)
+    for name in ("empty", "perturbed"):  # the sets where "." golds change the scores
+        assert_matches(ours(doc, sets[name], version_2=True, chunks=4), official_v2_as_ours(doc, sets[name]))
+    # The "." golds are there and the rule bites: "" matches them under evaluate-v1.1.py only.
+    assert official_v11.evaluate(doc["data"], sets["empty"])["exact_match"] == pytest.approx(
+        100.0 * facts.dot_questions / facts.questions)
+    assert official_v2_as_ours(doc, sets["empty"])["exact_match"] == 0.0
 
 
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
+def test_v2_matches_evaluate_v20_on_real_v2_dev(dev_v2):
+    facts, doc = dev_v2
+    n, n_na = facts.questions, facts.unanswerable
+    assert len(questions(doc)) == n and sum(1 for qa in questions(doc) if not qa["answers"]) == n_na
+    results = {}
+    for name, preds in prediction_sets(doc, seed=1).items():
+        reference = official_v2_as_ours(doc, preds)
+        assert_matches(ours(doc, preds, version_2=True, chunks=3), reference)
+        results[name] = reference
+    # gold answers for the answerable, "" for the rest: everything right, by the official script too
+    assert results["gold"] == {"exact_match": 100.0, "f1": 100.0, "total": n,
+                               "HasAns_exact": 100.0, "HasAns_f1": 100.0, "HasAns_total": n - n_na,
+                               "NoAns_exact": 100.0, "NoAns_f1": 100.0, "NoAns_total": n_na}
+    # all empty: exactly the unanswerable questions are right
+    assert results["empty"]["exact_match"] == pytest.approx(100.0 * n_na / n)
+    assert results["empty"]["HasAns_exact"] == 0.0 and results["empty"]["NoAns_f1"] == 100.0
+
+
+@pytest.mark.parametrize("real", _EXTRACT_AND_FULL, indirect=True)
+def test_held_out_style_v2_with_dot_golds_equals_evaluate_v20(dev_v2, dev_v1):
+    doc = held_out_style_v2(dev_v2[1], dev_v1[1], dot_questions=dev_v1[0].dot_questions)
+    norm = official_v20.normalize_answer
+    n_dot_only = sum(1 for qa in questions(doc) if qa["answers"] and not any(norm(a["text"]) for a in qa["answers"]))
+    assert n_dot_only >= 5
+    for name, preds in prediction_sets(doc, seed=4).items():
+        reference = official_v2_as_ours(doc, preds)
+        assert_matches(ours(doc, preds, version_2=True, chunks=2), reference)
+    # The rule matters here: scoring the empty predictions without dropping "." golds (as before) differs.
+    empty = prediction_sets(doc)["empty"]
+    no_drop = sum(max(float(norm(g) == "") for g in (golds or [""])) for golds in gold_lists(doc))
+    assert official_v2_as_ours(doc, empty)["exact_match"] != pytest.approx(100.0 * no_drop / len(empty))
+
+
+# ---- functions by hand ----------------------------------------------------------------------------
 def test_normalisation_and_scores_by_hand():
     assert normalize_answer("  The  Cat, an apple!  ") == "cat apple"
     assert normalize_answer("theater") == "theater"  # articles only as whole words

@@ -15,15 +15,23 @@ from lit_rcqa.evaluation.metrics import SquadExactMatch, SquadF1, SquadMetrics
 
 
 def _data(n: int = 997, seed: int = 0):
-    """Predictions with many distinct F1 fractions (so float sums would depend on order), some no-answer."""
+    """Predictions with many distinct F1 fractions (so float sums would depend on order), some no-answer,
+    and golds that normalise to nothing (".", "the"), which the v2 rule drops."""
     rng = random.Random(seed)
     words = [f"w{i}" for i in range(12)]
     preds, golds = [], []
     for i in range(n):
         gold = [" ".join(rng.choices(words, k=rng.randint(1, 9))) for _ in range(rng.randint(0, 3))]
+        if gold and rng.random() < 0.2:
+            gold.insert(rng.randrange(len(gold) + 1), rng.choice([".", "the", "?!"]))
         preds.append(" ".join(rng.choices(words, k=rng.randint(0, 11))))
         golds.append(gold)
     return preds, golds
+
+
+def _metrics():
+    return [SquadMetrics(), SquadExactMatch(), SquadF1(),
+            SquadMetrics(version_2=True), SquadExactMatch(version_2=True), SquadF1(version_2=True)]
 
 
 def _compute(metrics, preds, golds):
@@ -32,10 +40,11 @@ def _compute(metrics, preds, golds):
     out = {}
     for m in metrics:
         value = m.compute()
+        name = f"{type(m).__name__}{'_v2' if m.version_2 else ''}"
         if isinstance(value, dict):
-            out.update({k: v.item() for k, v in value.items()})
+            out.update({f"{name}/{k}": v.item() for k, v in value.items()})
         else:
-            out[type(m).__name__] = value.item()
+            out[name] = value.item()
     return out
 
 
@@ -47,7 +56,7 @@ def _worker(rank: int, world: int, port: int, queue) -> None:
         cut = 401  # uneven split
         mine = slice(0, cut) if rank == 0 else slice(cut, None)
         # two updates per rank, so states accumulate before the sync
-        metrics = [SquadMetrics(), SquadExactMatch(), SquadF1()]
+        metrics = _metrics()
         half = (mine.start + (mine.stop or len(preds))) // 2
         for m in metrics:
             m.update(preds[mine.start:half], golds[mine.start:half])
@@ -63,11 +72,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_rank_metrics_equal_single_process_exactly():
     preds, golds = _data()
-    single = _compute([SquadMetrics(), SquadExactMatch(), SquadF1()], preds, golds)
-    assert single["NoAns_total"] > 0 and 0 < single["f1"] < 100
+    single = _compute(_metrics(), preds, golds)
+    assert single["SquadMetrics/NoAns_total"] > 0 and 0 < single["SquadMetrics/f1"] < 100
+    # the two rules differ on this data (empty predictions against "." golds), so both are checked
+    assert single["SquadMetrics/exact_match"] != single["SquadMetrics_v2/exact_match"]
 
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()

@@ -113,14 +113,15 @@ def test_bad_configuration_is_one_line_and_leaves_no_complete_run(tmp_path, args
     assert not status.exists() or json.loads(status.read_text())["status"] != "complete"
 
 
-@pytest.mark.parametrize("name", ["../../escape", "/tmp/lit-rcqa-escape-test"])
-def test_a_run_name_cannot_escape_the_runs_folder(tmp_path, name):
+@pytest.mark.parametrize("relative", [True, False])
+def test_a_run_name_cannot_escape_the_runs_folder(tmp_path, relative):
     (tmp_path / "cwd").mkdir()
+    name = "../../escape" if relative else str(tmp_path / "absolute")
     result = train(["--run.name", name, "--run.logger", "none"], tmp_path / "cwd", timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "--run.name" in lines[0] and name in lines[0], result.stderr
-    assert not (tmp_path / "escape").exists() and not Path("/tmp/lit-rcqa-escape-test").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd"] and not any((tmp_path / "cwd").iterdir())
 
 
 def evil_checkpoint(path: Path) -> Path:

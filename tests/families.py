@@ -20,6 +20,9 @@ in the tokenizer class transformers itself uses for that family:
     albert        Unigram, Metaspace (lower-cased)     [CLS] a [SEP] b [SEP]          no (transformers 5)
     deberta-v2    Unigram, Metaspace (DeBERTa-v3 form) [CLS] a [SEP] b [SEP]          yes
 
+`build_mpnet` adds MPNet (WordPiece, <s> a </s></s> b </s>, no token types): no layer-wise IG of its own,
+it goes through the generic path (`GENERIC_ONLY`).
+
 Building one takes well under a second; the results depend only on `seed`.
 """
 
@@ -29,6 +32,7 @@ import json
 from pathlib import Path
 
 FAMILIES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "deberta-v2", "modernbert")
+GENERIC_ONLY = "mpnet"  # a family with no stack of its own in lit_rcqa.attribution: the generic path
 
 LAYERS = 2
 HIDDEN = 32
@@ -51,14 +55,13 @@ def _corpus(seed: int) -> list[str]:
     return list(dict.fromkeys(ex.context for ex in train)) + [ex.question for ex in train] + [_EXTRA_TEXT]
 
 
-def _wordpiece_vocab(texts: list[str]) -> dict[str, int]:
+def _wordpiece_vocab(texts: list[str], specials=("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")) -> dict[str, int]:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, show_progress=False,
-                                        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, show_progress=False, special_tokens=list(specials))
     tok.train_from_iterator(texts, trainer)
     return tok.get_vocab()
 
@@ -185,5 +188,26 @@ def build_family(name: str, folder: str | Path, *, seed: int = 0) -> Path:
     hf_logging.disable_progress_bar()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_mpnet(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny random MPNetForQuestionAnswering and a WordPiece MPNet tokenizer, like `build_family`."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    # MPNet's own order: <s> 0, <pad> 1 (its embeddings' padding index), </s> 2
+    vocab = _wordpiece_vocab(_corpus(seed), specials=("<s>", "<pad>", "</s>", "[UNK]", "<mask>"))
+    tokenizer = transformers.MPNetTokenizer(vocab=vocab)
+    config = AutoConfig.for_model("mpnet", vocab_size=len(tokenizer), hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                  num_attention_heads=HEADS, intermediate_size=2 * HIDDEN,
+                                  max_position_embeddings=MAX_POSITIONS + 2, pad_token_id=tokenizer.pad_token_id,
+                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    AutoModelForQuestionAnswering.from_config(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -1,5 +1,6 @@
 """Every encoder family end to end: windows equal the tokenizer's own overflowing pair encoding, and
-`python train.py` trains, validates, saves and predicts for each (tiny random models, `tests/families.py`)."""
+`python train.py` trains, validates, saves and predicts for each (tiny random models, `tests/families.py`;
+the runs are shared with tests/test_families_analyze.py, see `tests/families_run.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from lit_rcqa.data.example import Answer, QAExample
 from lit_rcqa.data.features import FeatureConfig, build_features
 from lit_rcqa.data.synthetic import make_synthetic_splits
 from tests.families import FAMILIES, build_family
+from tests.families_run import ALL_FAMILIES, DEV_SIZE, FamilyRuns, family_runs
 
 # Texts that stress offsets: runs of spaces, a tab and a newline, accents, a leading space, digits.
 ODD_CONTEXT = ("  Zoë  Brémont\tbuilt the  Café Noir in 1887.\nIt  sold crêpes for 3.50 francs; later, in 1901, "
@@ -75,34 +77,30 @@ def test_windows_and_offsets_equal_the_tokenizers_overflowing_encoding(family, p
     assert features.input_ids[0][features.cls_index[0]] == tokenizer.cls_token_id
 
 
-TINY_TRAIN = ["--trainer.max_steps", "3", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-              "--run.logger", "none", "--model.learning_rate", "1e-3", "--data.synthetic_train_size", "24",
-              "--data.synthetic_dev_size", "8", "--data.batch_size", "8", "--data.eval_batch_size", "16",
-              "--data.max_seq_length", "96", "--data.doc_stride", "32", "--data.max_query_length", "32"]
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> FamilyRuns:
+    return family_runs(tmp_path_factory)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-def test_train_py_trains_validates_saves_and_predicts(family, family_dirs, tmp_path):
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_train_py_trains_validates_saves_and_predicts(family, runs):
+    """`python train.py` (3 steps) for each family, run in-process with the others (`tests/families_run.py`)."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from tests.test_train import train
-
-    result = train(["--model.model_name_or_path", str(family_dirs[family]), "--run.name", family, *TINY_TRAIN],
-                   tmp_path, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    run = tmp_path / "runs" / family
+    runs.assert_ok(family, "train")
+    run, base = runs.run_dir(family), runs.base(family)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     saved = AutoModelForQuestionAnswering.from_pretrained(run / "model")
     assert saved.config.model_type == family
     trained = {k: v for k, v in saved.state_dict().items()}
-    initial = AutoModelForQuestionAnswering.from_pretrained(family_dirs[family]).state_dict()
+    initial = AutoModelForQuestionAnswering.from_pretrained(base).state_dict()
     assert any(not (trained[k] == initial[k]).all() for k in initial), "3 steps changed no weight"
     tokenizer = AutoTokenizer.from_pretrained(run / "model")
-    assert tokenizer("a", "b")["input_ids"] == AutoTokenizer.from_pretrained(family_dirs[family])("a", "b")["input_ids"]
+    assert tokenizer("a", "b")["input_ids"] == AutoTokenizer.from_pretrained(base)("a", "b")["input_ids"]
     predictions = json.loads((run / "predictions.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert len(predictions) == 8 == metrics["total"] and all(isinstance(v, str) for v in predictions.values())
+    assert len(predictions) == DEV_SIZE == metrics["total"] and all(isinstance(v, str) for v in predictions.values())
     nbest = json.loads((run / "nbest_predictions.json").read_text())
     assert set(nbest) == set(predictions)
     assert all(predictions[k] == nbest[k][0]["text"] for k in predictions)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lit_rcqa.attribution import store
-from tests.families_run import ALL_FAMILIES, ANALYZED, FamilyRuns, family_runs
+from tests.families_run import ALL_FAMILIES, ANALYZED, LIMIT, FamilyRuns, family_runs
 
 LAYER_NAMES = ["embeddings", "layer_01", "layer_02"]  # tests/families.py: 2 layers
 
@@ -25,6 +25,7 @@ def runs(tmp_path_factory) -> FamilyRuns:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(LIMIT)
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_train_then_analyze_all_layers_writes_the_report(family, runs):
     runs.assert_ok(family, "train")

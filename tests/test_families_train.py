@@ -13,7 +13,7 @@ from lit_rcqa.data.example import Answer, QAExample
 from lit_rcqa.data.features import FeatureConfig, build_features
 from lit_rcqa.data.synthetic import make_synthetic_splits
 from tests.families import FAMILIES, build_family
-from tests.families_run import ALL_FAMILIES, DEV_SIZE, FamilyRuns, family_runs
+from tests.families_run import ALL_FAMILIES, DEV_SIZE, LIMIT, FamilyRuns, family_runs
 
 # Texts that stress offsets: runs of spaces, a tab and a newline, accents, a leading space, digits.
 ODD_CONTEXT = ("  Zoë  Brémont\tbuilt the  Café Noir in 1887.\nIt  sold crêpes for 3.50 francs; later, in 1901, "
@@ -83,6 +83,7 @@ def runs(tmp_path_factory) -> FamilyRuns:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(LIMIT)
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_train_py_trains_validates_saves_and_predicts(family, runs):
     """`python train.py` (3 steps) for each family, run in-process with the others (`tests/families_run.py`)."""

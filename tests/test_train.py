@@ -37,21 +37,20 @@ def train(args: list[str], cwd: Path, *, timeout: int = 300, env_extra: dict | N
     # An in-process W&B run of another test exports WANDB_SERVICE; a child attached to that service
     # would have its run file written asynchronously by it. Each command must own its tracker.
     env.pop("WANDB_SERVICE", None)
-    cmd = [sys.executable, str(REPO_ROOT / "train.py"), *args]
+    # The child starts with default SIGINT/SIGTERM, as a shell starts a foreground job, even when this test run
+    # was started with them ignored (a background job of a non-interactive shell ignores SIGINT): a small
+    # trampoline resets them and exec's train.py in the same process (same pid). No preexec_fn: the test
+    # process may have threads.
+    cmd = [sys.executable, "-c", DEFAULT_STOP_SIGNALS_THEN_EXEC, sys.executable, str(REPO_ROOT / "train.py"), *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=default_stop_signals)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=default_stop_signals)
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def default_stop_signals() -> None:
-    """In the child: SIGINT/SIGTERM as a shell starts a foreground job, even when the test run itself was
-    started with them ignored (a background job of a non-interactive shell ignores SIGINT)."""
-    import signal
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+DEFAULT_STOP_SIGNALS_THEN_EXEC = ("import os, signal, sys\n"
+                                  "for s in (signal.SIGINT, signal.SIGTERM):\n"
+                                  "    signal.signal(s, signal.SIG_DFL)\n"
+                                  "os.execv(sys.argv[1], sys.argv[1:])\n")
 
 
 def base_args(model_dir: Path, name: str, *extra: str) -> list[str]:

@@ -49,8 +49,11 @@ LIMIT = TIMEOUT_S + 120
 # after every command, logs/codes.json {family: {"train": code, "analyze": code}} (replaced atomically, so
 # a child stopped by the timeout still leaves the codes of the commands that finished).
 DRIVER = """
-import contextlib, json, os, sys, traceback
+import contextlib, json, os, signal, sys, traceback
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as train.py and analyze.py
+# default SIGINT/SIGTERM, as a shell starts a foreground job, even when the test run ignores them
+for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, signal.SIG_DFL)
 from lit_rcqa.analyze import main as analyze
 from lit_rcqa.cli import main as train
 jobs, logs = json.loads(sys.argv[1]), sys.argv[2]
@@ -104,8 +107,6 @@ class FamilyRuns:
 
 
 def run_all(root: Path) -> FamilyRuns:
-    from tests.test_train import default_stop_signals
-
     jobs = {}
     for family in ALL_FAMILIES:
         base = root / "base" / family
@@ -123,8 +124,7 @@ def run_all(root: Path) -> FamilyRuns:
     problem = ""
     try:
         result = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(jobs), str(logs)], cwd=root / "work",
-                                env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
-                                preexec_fn=default_stop_signals)
+                                env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
         if result.returncode != 0:
             problem = f"the driver exited with {result.returncode}: {result.stderr[-2000:]}"
     except subprocess.TimeoutExpired:

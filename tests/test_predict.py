@@ -111,7 +111,7 @@ def test_predict_cli_reproduces_the_runs_predictions_and_metrics(trained_run, tm
     reported = json.loads((run / "metrics.json").read_text())
     assert metrics["exact_match"] == pytest.approx(reported["exact_match"], abs=1e-9)
     assert metrics["f1"] == pytest.approx(reported["f1"], abs=1e-9)
-    assert metrics["total"] == reported["total"] == len(examples)
+    assert reported["total"] == len(examples)  # evaluate-v1.1 prints no total: metrics.json's is the count
 
 
 def _brute_force_best_span(model, tokenizer, question: str, context: str, max_seq_length: int, doc_stride: int,

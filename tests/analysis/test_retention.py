@@ -52,7 +52,9 @@ def retained_bytes(root) -> int:
 
 
 def pass_state(state: _Pass) -> dict:
-    return {k: v for k, v in vars(state).items() if k != "adapter"}  # the model is no per-example state
+    # The model is no per-example state; the per-example table (one short row per example, by design) is
+    # measured on its own below.
+    return {k: v for k, v in vars(state).items() if k not in ("adapter", "examples")}
 
 
 def test_the_pass_state_grows_by_a_few_bytes_per_example_and_holds_no_record():
@@ -77,3 +79,9 @@ def test_the_pass_state_grows_by_a_few_bytes_per_example_and_holds_no_record():
     assert per_example <= 100, f"{per_example:.0f} bytes kept per example"
     assert all(ref() is None for ref in refs), "a record's importance array is still referenced"
     assert state.n == 160 and state.flips.n_examples == 160 and len(state.highlights) == 5
+    # The examples table: one row per example of scalars and short strings (the top-5 words per layer), no
+    # array and nothing that grows with the passage (400 words here).
+    assert len(state.examples) == 160
+    row_bytes = retained_bytes(state.examples[10:]) / 150
+    assert row_bytes <= 3000, f"{row_bytes:.0f} bytes per examples-table row"
+    assert not any(isinstance(v, np.ndarray) and v.size > 1 for row in state.examples for v in row)

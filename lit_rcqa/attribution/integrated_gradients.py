@@ -52,6 +52,8 @@ class IGSettings:
     panel_points: int = 5            # adaptive: Gauss–Lobatto points per panel, ends included
     criterion: str = "panels"        # adaptive: hold Σ|panel errors| ("panels") or the gap alone ("total") to tol
     warm_start: bool = True          # adaptive: a lower layer starts on the panels the layer above ended with
+    breakpoints: tuple[float, ...] = (0.0, 1.0)  # adaptive: the initial panels' ends (the top layer's, if warm)
+    split: str = "nodes"             # adaptive: split a panel at its interior nodes, or at its midpoint ("halves")
     max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)
     max_answer_length: int = 30      # longest predicted span, in tokens
 
@@ -203,8 +205,9 @@ def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: tor
     """IG_ℓ [T, d], F(b) and the final mesh, by adaptive Gauss–Lobatto panels (adaptive.py) to the tolerance."""
     diff = h - b  # [T, d]
     rows = max(1, settings.max_batch_tokens // h.shape[0])
-    mesh = AdaptiveMesh(settings.tolerance, settings.max_steps, settings.panel_points, breakpoints,
-                        settings.criterion)
+    mesh = AdaptiveMesh(settings.tolerance, settings.max_steps, settings.panel_points,
+                        settings.breakpoints if breakpoints is None else breakpoints, settings.criterion,
+                        settings.split)
     grads = []  # [k, T, d] per round: every node's gradient, since a node's weight changes when panels split
     while not mesh.done:
         F, phi, g = _gradient_rows(adapter, layer, b, diff, mesh.pending(), span, settings.target, rows)

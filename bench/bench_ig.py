@@ -8,16 +8,19 @@ reported. Four comparisons (`--sections`):
   bound     ours vs the prefix-cached compute bound: one forward of the whole model (the prefix cache) plus, for
             each layer ℓ, (L − ℓ)/L of the model's own measured forward+backward on m interpolated rows
             (`model(inputs_embeds=...)`, the HF model itself, not our adapter). Reported as bound / ours.
-  accuracy  equal accuracy: median completeness gap δ ≤ 1 % and 95th percentile ≤ 5 % in every layer. Ours: the
-            accuracy target (per example and layer), the largest of `--tolerance` (0.05, 0.03, 0.02, 0.01) whose
-            results meet the criterion. Captum: the smallest m on a grid (×~1.5 apart) at which its uniform
-            rule meets it on these examples. Neither search is charged (Captum's runs with our equal-valued
-            uniform IG and is confirmed with Captum's own convergence delta at the chosen m); the ratio at
-            the previous grid point, a lower bound for a user who knew Captum's exact m, is reported too.
+  accuracy  equal accuracy on `--accuracy-examples` questions: median completeness gap δ ≤ 1 % and 95th percentile
+            ≤ 5 % in every layer. Ours: the adaptive accuracy target per example and layer (`--tolerance`, 0.01:
+            every δ ≤ 1 %, stricter than the criterion; with a comma list, the largest whose results meet it).
+            Captum: the smallest m on the grid of steps of 8 at which its uniform Gauss–Legendre rule meets it on
+            these examples. Neither search is charged (Captum's runs with our equal-valued uniform IG and is
+            confirmed with Captum's own convergence delta at the chosen m); the ratio at the previous grid
+            point, a lower bound for a user who knew Captum's exact m, is reported too. Then the importance
+            error: the relative L2 error of each layer's importance vector against Gauss–Legendre m = 1024
+            (`--reference-m`), for ours and for Captum at its m — is δ an honest proxy?
   padded    as commonly run (the MLRC reproduction): Captum on inputs padded to 384 with an attention mask,
             same m and rule, vs ours (unpadded).
 
-    python -m bench.bench_ig --quick                 # 2 CPU cores: 1 short example
+    python -m bench.bench_ig --quick                 # 2 CPU cores: 1 short example (accuracy: 8)
     python -m bench.bench_ig                         # 3 examples x 2 rounds
     python -m bench.bench_ig --full --device cuda    # a GPU: 16 examples x 3 rounds
     python -m bench.bench_ig --model runs/NAME/model # a fine-tuned model instead of the embedded MiniLM
@@ -47,7 +50,7 @@ from lit_rcqa.paths import SHARED_DATA, embedded_model_dir
 
 TITLE = "Layer-wise Integrated Gradients, all layers"
 SECTIONS = ("equal", "bound", "accuracy", "padded")
-GRID = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+GRID = tuple(range(8, 1025, 8))  # Captum's m at equal accuracy: steps of 8
 
 
 def load_model(path: str | None, device: str, seed: int = 0):
@@ -167,67 +170,105 @@ def compute_bound(model, adapter, examples, args, ours_s_per_example: float) -> 
             "model_layers": L, "note": "bound = forward + Σ_ℓ (L−ℓ)/L · forward+backward on m rows"}
 
 
+def smallest_grid_m(model, examples, layers: list[int], grid: list[int]) -> tuple[dict[int, int], list[int]]:
+    """Per layer, the smallest grid m whose uniform Gauss–Legendre IG meets the criterion on `examples`.
+
+    Searched with our IG (equal to Captum's to ~1e-7): first on the doublings of the grid's first step, then step
+    by step inside the bracket that met it. Returns ({layer: m}, layers no grid m met).
+    """
+    def ok_layers(m, layers):
+        settings = IGSettings(steps=m, method="gausslegendre")
+        d = np.stack([ours(model, ex, settings, layers=layers).delta for ex in examples])
+        return [layer for layer, good in zip(layers, meets(d)) if good]
+
+    coarse = [m for m in grid if m == grid[0] or (m // grid[0]) & (m // grid[0] - 1) == 0]  # grid[0] · 2^k
+    pending, need, lower = list(layers), {}, grid[0] - 1
+    for m in coarse:
+        if not pending:
+            break
+        met = ok_layers(m, pending)
+        for fine in (f for f in grid if lower < f < m):  # the smallest m in (previous doubling, m]
+            if not met:
+                break
+            found = ok_layers(fine, met)
+            for layer in found:
+                need[layer] = fine
+            met = [layer for layer in met if layer not in found]
+        for layer in met:
+            need[layer] = m
+        pending = [layer for layer in pending if layer not in need]
+        lower = m
+    return need, pending
+
+
+def relative_l2(importance: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """‖imp − ref‖₂ / ‖ref‖₂ per layer: [n_layers, T] each -> [n_layers]."""
+    return np.linalg.norm(importance - reference, axis=1) / np.linalg.norm(reference, axis=1)
+
+
 def equal_accuracy(model, adapter, examples, spans, args) -> dict:
     n_layers = adapter.num_layers + 1
-    # ours: the largest accuracy target (from --tolerance, a comma list, largest first) whose results meet the
-    # criterion, found untimed as Captum's m is (its runs are also the warm-up at the timed shapes); then timed
+    # ours: the largest accuracy target (from --tolerance, largest first) whose results meet the criterion, found
+    # untimed as Captum's m is (its runs are also the warm-up at the timed shapes)
     for tolerance in sorted(args.tolerance, reverse=True):
         tol = IGSettings(tolerance=tolerance, max_steps=args.max_steps)
         if meets(np.stack([ours(model, ex, tol).delta for ex in examples])).all():
             break
     chosen = tol.tolerance  # the smallest one tried when none meets it
-    ours_s, ours_deltas, ours_steps = [], [], []
-    for example in examples:
-        seconds, res = timed(args.device, ours, model, example, tol)
-        ours_s.append(seconds)
-        ours_deltas.append(res.delta)
-        ours_steps.append(res.steps)
-    ours_deltas, ours_steps = np.stack(ours_deltas), np.stack(ours_steps)
-    ours_ok = bool(meets(ours_deltas).all())
-    # Captum: the smallest grid m meeting the criterion in every layer. Search with our uniform IG (equal to
-    # Captum's to ~1e-7), layer by layer, stopping a layer once it meets it; then confirm with Captum itself.
-    pending, need = list(range(n_layers)), {}
+    # Captum: the smallest grid m meeting the criterion in every layer (searched untimed), confirmed by Captum's
+    # own convergence delta at that m (the next grid points if it differs)
     grid = [m for m in GRID if m <= args.max_grid]
-    for m in grid:
-        if not pending:
-            break
-        settings = IGSettings(steps=m, method="gausslegendre")
-        d = np.stack([ours(model, ex, settings, layers=pending).delta for ex in examples])
-        ok = meets(d)
-        for layer, good in zip(list(pending), ok):
-            if good:
-                need[layer] = m
-                pending.remove(layer)
+    need, pending = smallest_grid_m(model, examples, list(range(n_layers)), grid)
     if pending:
-        return {"ours_s_per_example": statistics.median(ours_s), "ours_meets": ours_ok, "tolerance": chosen,
-                "captum_m": None, "note": f"no grid m up to {args.max_grid} meets the criterion in layers "
-                                          f"{[layer_name(i) for i in pending]}"}
-    start = grid.index(max(need.values()))
-    for m in grid[start:]:
-        captum_all_layers(model, adapter, examples[0], spans[0], m, "gausslegendre")  # warm-up at this m
-        captum_s, captum_deltas = [], []
-        for example, span in zip(examples, spans):
-            seconds, (_, gaps) = timed(args.device, captum_all_layers, model, adapter, example, span, m,
-                                       "gausslegendre", deltas=True)
-            captum_s.append(seconds)
-            captum_deltas.append(gaps)
-        captum_deltas = np.stack(captum_deltas)
+        return {"ours_meets": None, "tolerance": chosen, "captum_m": None,
+                "note": f"no grid m up to {args.max_grid} meets the criterion in layers "
+                        f"{[layer_name(i) for i in pending]}"}
+    for m in grid[grid.index(max(need.values())):]:
+        captum_deltas = np.stack([captum_all_layers(model, adapter, ex, span, m, "gausslegendre", deltas=True)[1]
+                                  for ex, span in zip(examples, spans)])
         if meets(captum_deltas).all():
             break
+    # timed, alternating ours and Captum per example (drifts of a shared machine hit both sides alike)
+    ours_s, captum_s, ours_res, captum_imp = [], [], [], []
+    for example, span in zip(examples, spans):
+        seconds, res = timed(args.device, ours, model, example, tol)
+        ours_s.append(seconds)
+        ours_res.append(res)
+        seconds, (importance, _) = timed(args.device, captum_all_layers, model, adapter, example, span, m,
+                                         "gausslegendre")
+        captum_s.append(seconds)
+        captum_imp.append(importance)
+    ours_deltas, ours_steps = np.stack([r.delta for r in ours_res]), np.stack([r.steps for r in ours_res])
     previous = grid[grid.index(m) - 1] if grid.index(m) > 0 else m
     o, c = statistics.median(ours_s), statistics.median(captum_s)
-    return {"ours_s_per_example": o, "captum_s_per_example": c, "speedup": c / o,
-            "speedup_if_captum_knew_exact_m_lower_bound": c * previous / m / o,
-            "ours_meets": ours_ok, "tolerance": chosen, "tolerances_tried": sorted(args.tolerance, reverse=True),
-            "max_steps": args.max_steps,
-            "ours_steps_per_layer_median": np.median(ours_steps, axis=0).tolist(),
-            "ours_steps_per_layer_max": ours_steps.max(axis=0).tolist(),
-            "ours_median_delta_per_layer": np.median(ours_deltas, axis=0).tolist(),
-            "ours_p95_delta_per_layer": np.percentile(ours_deltas, 95, axis=0).tolist(),
-            "captum_m": m, "captum_m_previous_grid_point": previous,
-            "smallest_grid_m_per_layer": [need[i] for i in range(n_layers)],
-            "captum_median_delta_per_layer": np.median(captum_deltas, axis=0).tolist(),
-            "captum_p95_delta_per_layer": np.percentile(captum_deltas, 95, axis=0).tolist()}
+    out = {"ours_s_per_example": o, "captum_s_per_example": c, "speedup": c / o,
+           "speedup_if_captum_knew_exact_m_lower_bound": c * previous / m / o,
+           "ours_total_s": sum(ours_s), "captum_total_s": sum(captum_s), "speedup_total": sum(captum_s) / sum(ours_s),
+           "ours_meets": bool(meets(ours_deltas).all()), "tolerance": chosen,
+           "tolerances_tried": sorted(args.tolerance, reverse=True), "max_steps": args.max_steps,
+           "ours_all_within_tolerance": bool((ours_deltas <= chosen).all()),
+           "ours_steps_per_layer_median": np.median(ours_steps, axis=0).tolist(),
+           "ours_steps_per_layer_max": ours_steps.max(axis=0).tolist(),
+           "ours_median_delta_per_layer": np.median(ours_deltas, axis=0).tolist(),
+           "ours_p95_delta_per_layer": np.percentile(ours_deltas, 95, axis=0).tolist(),
+           "ours_max_delta_per_layer": ours_deltas.max(axis=0).tolist(),
+           "captum_m": m, "captum_m_previous_grid_point": previous,
+           "smallest_grid_m_per_layer": [need[i] for i in range(n_layers)],
+           "captum_median_delta_per_layer": np.median(captum_deltas, axis=0).tolist(),
+           "captum_p95_delta_per_layer": np.percentile(captum_deltas, 95, axis=0).tolist(),
+           "captum_max_delta_per_layer": captum_deltas.max(axis=0).tolist()}
+    if args.reference_m:  # is δ an honest proxy? importance error against a converged reference
+        reference = [ours(model, ex, IGSettings(steps=args.reference_m, method="gausslegendre")) for ex in examples]
+        ours_err = np.stack([relative_l2(r.importance, ref.importance) for r, ref in zip(ours_res, reference)])
+        captum_err = np.stack([relative_l2(imp, ref.importance) for imp, ref in zip(captum_imp, reference)])
+        out["importance_error"] = {
+            "reference": f"gausslegendre m={args.reference_m}",
+            "reference_max_delta_per_layer": np.stack([r.delta for r in reference]).max(axis=0).tolist(),
+            "ours_median_per_layer": np.median(ours_err, axis=0).tolist(),
+            "ours_max_per_layer": ours_err.max(axis=0).tolist(),
+            "captum_median_per_layer": np.median(captum_err, axis=0).tolist(),
+            "captum_max_per_layer": captum_err.max(axis=0).tolist()}
+    return out
 
 
 def padded(model, adapter, examples, spans, args) -> dict:
@@ -250,6 +291,10 @@ def parse(argv):
     size.add_argument("--quick", action="store_true", help="2 CPU cores: 1 example of 100-130 tokens, 3 rounds")
     size.add_argument("--full", action="store_true", help="a GPU: 16 examples, 3 rounds")
     parser.add_argument("--examples", type=int, default=None, help="default 3 (quick 1, full 16)")
+    parser.add_argument("--accuracy-examples", type=int, default=None,
+                        help="questions of section accuracy (default 8, full 16)")
+    parser.add_argument("--reference-m", type=int, default=1024,
+                        help="Gauss-Legendre m of the converged reference for the importance error (0: skip it)")
     parser.add_argument("--rounds", type=int, default=None, help="timed A B rounds per example (default 2)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--method", default="gausslegendre")
@@ -258,17 +303,17 @@ def parse(argv):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {','.join(SECTIONS)}")
-    parser.add_argument("--tolerance", default="0.05,0.03,0.02,0.01",
-                        help="ours' accuracy targets to try, largest first (section accuracy): the largest whose "
-                             "results meet the criterion is timed")
-    parser.add_argument("--max-steps", type=int, default=1300, help="cap on ours' evaluations per layer")
+    parser.add_argument("--tolerance", default="0.01",
+                        help="ours' accuracy target per example and layer (section accuracy); a comma list: the "
+                             "largest whose results meet the criterion is timed")
+    parser.add_argument("--max-steps", type=int, default=257, help="cap on ours' evaluations per layer")
     parser.add_argument("--max-grid", type=int, default=1024, help="largest Captum m tried (section accuracy)")
     parser.add_argument("--pad-to", type=int, default=384)
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
-    size = {"examples": 1, "rounds": 3, "tokens": "100,130"} if args.quick else \
-        {"examples": 16, "rounds": 3, "tokens": "170,190"} if args.full else \
-        {"examples": 3, "rounds": 2, "tokens": "170,190"}
+    size = {"examples": 1, "accuracy_examples": 8, "rounds": 3, "tokens": "100,130"} if args.quick else \
+        {"examples": 16, "accuracy_examples": 16, "rounds": 3, "tokens": "170,190"} if args.full else \
+        {"examples": 3, "accuracy_examples": 8, "rounds": 2, "tokens": "170,190"}
     for name, value in size.items():  # flags given explicitly win over the size's defaults
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -294,9 +339,11 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer = load_model(args.model, args.device)
     adapter = EncoderAdapter(model)
     lo, hi = (int(x) for x in args.tokens.split(","))
-    examples = squad_inputs(tokenizer, args.examples, (lo, hi), args.device)
+    n_accuracy = args.accuracy_examples if "accuracy" in args.sections else 0
+    all_examples = squad_inputs(tokenizer, max(args.examples, n_accuracy), (lo, hi), args.device)
+    examples = all_examples[:args.examples]
     spans = []
-    for example in examples:  # warm-up both sides, and the span both explain
+    for example in all_examples:  # warm-up both sides, and the span both explain
         res = ours(model, example, IGSettings(steps=4, method=args.method))
         spans.append((res.pred_start, res.pred_end))
         captum_all_layers(model, adapter, example, spans[-1], 4, args.method)
@@ -333,16 +380,26 @@ def main(argv: list[str] | None = None) -> dict:
                   flush=True)
             save()
     if "accuracy" in args.sections:
-        acc = details["accuracy"] = equal_accuracy(model, adapter, examples, spans, args)
+        acc = details["accuracy"] = equal_accuracy(model, adapter, all_examples[:n_accuracy], spans[:n_accuracy],
+                                                   args)
+        details["accuracy"]["tokens"] = [int(e["input_ids"].shape[0]) for e in all_examples[:n_accuracy]]
         if acc.get("captum_m"):
-            rows.append(row(f"IG equal accuracy (median δ≤1 %, p95≤5 %): ours tol {acc['tolerance']} vs Captum "
-                            f"m={acc['captum_m']} (s/example)", "s/example", acc["ours_s_per_example"],
-                            acc["captum_s_per_example"], higher_is_better=False, target=3.0))
-            print(f"equal accuracy: ours {acc['ours_s_per_example']:.3f} s (steps per layer, median "
-                  f"{acc['ours_steps_per_layer_median']}), Captum m={acc['captum_m']} "
-                  f"{acc['captum_s_per_example']:.3f} s ({acc['speedup']:.2f}x; "
-                  f"{acc['speedup_if_captum_knew_exact_m_lower_bound']:.2f}x at m={acc['captum_m_previous_grid_point']})",
-                  flush=True)
+            rows.append(row(f"IG equal accuracy (median δ≤1 %, p95≤5 %, {n_accuracy} questions): ours tol "
+                            f"{acc['tolerance']} vs Captum m={acc['captum_m']} (s/example)", "s/example",
+                            acc["ours_s_per_example"], acc["captum_s_per_example"], higher_is_better=False,
+                            target=4.0))
+            print(f"equal accuracy on {n_accuracy} questions: ours {acc['ours_s_per_example']:.3f} s (evaluations per "
+                  f"layer, median {acc['ours_steps_per_layer_median']}, max {acc['ours_steps_per_layer_max']}), "
+                  f"Captum m={acc['captum_m']} {acc['captum_s_per_example']:.3f} s ({acc['speedup']:.2f}x; totals "
+                  f"{acc['speedup_total']:.2f}x; {acc['speedup_if_captum_knew_exact_m_lower_bound']:.2f}x at "
+                  f"m={acc['captum_m_previous_grid_point']})", flush=True)
+            err = acc.get("importance_error")
+            if err:
+                fmt = lambda v: " ".join(f"{x:8.2e}" for x in v)
+                print(f"importance error vs {err['reference']} (relative L2 per layer: {', '.join(details['layers'])})"
+                      f"\n  ours   median {fmt(err['ours_median_per_layer'])}\n  ours   max    "
+                      f"{fmt(err['ours_max_per_layer'])}\n  Captum median {fmt(err['captum_median_per_layer'])}"
+                      f"\n  Captum max    {fmt(err['captum_max_per_layer'])}", flush=True)
         else:
             print(f"equal accuracy: {acc['note']}", flush=True)
         save()

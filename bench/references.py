@@ -5,6 +5,10 @@ the layer*, so the forward function below multiplies the layer's output by a gat
 input is the gate, 1 for the real example and 0 for the baseline, which makes the layer baseline exactly 0.
 In the interpolation passes Captum's own hook, registered after ours, replaces the layer's output, so the
 gate has no further effect there.
+
+Any other rule (the adaptive panels' nodes and weights) goes through Captum's own entry for it:
+`IntegratedGradients._attribute(..., step_sizes_and_alphas=(weights, alphas))`, which Captum's batched path
+uses; `_RuleIG` passes the given rule to it, and everything else (hooks, scaling, gradients) is Captum's.
 """
 
 from __future__ import annotations
@@ -22,15 +26,29 @@ def qa_target(start_logits: torch.Tensor, end_logits: torch.Tensor, span: tuple[
     return start_logits[:, s] + end_logits[:, e]
 
 
+def _rule_ig(forward, alphas, weights):
+    """Captum's IntegratedGradients, integrating at the given nodes with the given weights."""
+    from captum.attr import IntegratedGradients
+
+    class _RuleIG(IntegratedGradients):
+        def _attribute(self, inputs, baselines, target=None, additional_forward_args=None, n_steps=50,
+                       method="gausslegendre", step_sizes_and_alphas=None):
+            return super()._attribute(inputs, baselines, target, additional_forward_args, len(alphas), method,
+                                      step_sizes_and_alphas=([float(w) for w in weights], [float(a) for a in alphas]))
+
+    return _RuleIG(forward)
+
+
 def captum_layer_ig(model: nn.Module, layer_module: nn.Module, input_ids: torch.Tensor,
                     token_type_ids: torch.Tensor | None, span: tuple[int, int], *, steps: int = 50,
                     method: str = "gausslegendre", target: str = "prob",
                     internal_batch_size: int | None = None, attention_mask: torch.Tensor | None = None,
-                    return_delta: bool = False):
+                    return_delta: bool = False, rule: tuple | None = None):
     """Captum LIG of F w.r.t. `layer_module`'s output (zero baseline at the layer): [T, d] for one example [T].
 
     attention_mask [T]: for padded inputs (as commonly run). return_delta: also return the relative completeness
-    gap |Σ IG − (F(h) − F(b))| / |F(h) − F(b)| from Captum's own convergence delta.
+    gap |Σ IG − (F(h) − F(b))| / |F(h) − F(b)| from Captum's own convergence delta. rule: (alphas [m], weights
+    [m]) to integrate with instead of `steps` and `method`.
     """
     from captum.attr import LayerIntegratedGradients
 
@@ -49,6 +67,9 @@ def captum_layer_ig(model: nn.Module, layer_module: nn.Module, input_ids: torch.
     handle = layer_module.register_forward_hook(gate_output)
     try:
         lig = LayerIntegratedGradients(forward, layer_module)
+        if rule is not None:
+            lig.ig = _rule_ig(forward, *rule)
+            steps = len(rule[0])
         extra = (input_ids[None], None if token_type_ids is None else token_type_ids[None],
                  None if attention_mask is None else attention_mask[None])
         device = input_ids.device

@@ -73,6 +73,8 @@ def encode_shard(results: Sequence[ExampleResult]) -> tuple[dict[str, np.ndarray
                   "offsets": r.offsets.astype(np.int64).reshape(-1, 2), "input_ids": r.input_ids.astype(np.int64)}
         if r.token_type_ids is not None:
             arrays["token_type_ids"] = r.token_type_ids.astype(np.int64)
+        if r.converged is not None:
+            arrays["converged"] = r.converged.astype(bool)
         scores.update({f"{k}.{name}": np.ascontiguousarray(a) for name, a in arrays.items()})
         if r.hidden is not None:
             hidden[str(k)] = np.ascontiguousarray(r.hidden)

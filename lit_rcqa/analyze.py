@@ -51,10 +51,13 @@ class AnalyzeConfig:
     out: Optional[str] = _opt(None, "output folder (default: <run>/analysis)")
     layers: str = _opt("all", "'all', indices like '0,6,12' (0 = embeddings) or names like 'embeddings,layer_06'")
     num_examples: Optional[int] = _opt(200, "first N dev questions (null: all)")
-    steps: int = _opt(50, "integration steps m per layer (at least 2)")
-    method: str = _opt("gausslegendre", "integration rule: gausslegendre, riemann_left/right/middle/trapezoid, seed")
-    tolerance: Optional[float] = _opt(None, "accuracy target on the completeness gap per layer (refines steps)")
-    max_steps: int = _opt(257, "cap on gradient evaluations per layer with --tolerance")
+    method: str = _opt("adaptive", "adaptive (every layer to --tolerance, the default) or a fixed rule: "
+                                   "gausslegendre, riemann_left/right/middle/trapezoid, seed")
+    steps: Optional[int] = _opt(None, "a fixed rule's points m per layer (at least 2; default 50); alone, it "
+                                      "selects the fixed gausslegendre rule")
+    tolerance: float = _opt(0.01, "adaptive: accuracy target on each (example, layer)'s completeness gap δ")
+    max_steps: int = _opt(257, "adaptive: cap on gradient evaluations per (example, layer); one that misses "
+                               "--tolerance at the cap is flagged")
     target: Literal["prob", "logit"] = _opt("prob", "explain p_start + p_end, or the two logits")
     explain: Literal["predicted", "gold"] = _opt("predicted", "explain the model's answer (paper) or the gold one")
     baseline: Literal["zero", "mean"] = _opt("zero", "IG baseline: zeros, or the mean hidden state over the tokens")
@@ -117,19 +120,28 @@ def _analyses(spec: str) -> list[str]:
     return chosen
 
 
+def ig_settings(cfg: AnalyzeConfig):
+    """--method adaptive (and no --steps): every layer to --tolerance; otherwise a fixed rule of --steps points."""
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+
+    adaptive = cfg.method == "adaptive" and cfg.steps is None
+    method = "gausslegendre" if cfg.method == "adaptive" else cfg.method
+    return IGSettings(steps=50 if cfg.steps is None else cfg.steps, method=method, target=cfg.target,
+                      tolerance=cfg.tolerance if adaptive else None, refine_method="adaptive",
+                      max_steps=cfg.max_steps, max_batch_tokens=cfg.max_batch_tokens)
+
+
 def run_analyze(cfg: AnalyzeConfig) -> int:
     """IG (unless --skip-ig), then the analyses on rank 0. Every mistake is a UserError before files are written.
 
     One analyze.py at a time per --out: the folder is locked from the first look at its contents until the
     report is written (`out_dir_lock`); a second one is refused in one line and writes nothing."""
     from lit_rcqa.attribution import store
-    from lit_rcqa.attribution.integrated_gradients import IGSettings
     from lit_rcqa.attribution.run import (IGOptions, check_out_dir, clean_leftovers, load_model, open_run,
                                           out_dir_lock, run_ig)
 
     # 1. validate everything cheap first
-    settings = IGSettings(steps=cfg.steps, method=cfg.method, target=cfg.target, tolerance=cfg.tolerance,
-                          max_steps=cfg.max_steps, max_batch_tokens=cfg.max_batch_tokens)
+    settings = ig_settings(cfg)
     for name in ("num_examples", "batch_size", "max_analysis_examples"):
         value = getattr(cfg, name)
         if value is not None and value < 1:
@@ -190,8 +202,10 @@ def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], 
     ig_info = manifest.get("ig", {})
     run_info = {"training run": str(run.run_dir), "model": manifest.get("model", {}).get("path", ""),
                 "data": {k: v for k, v in manifest.get("data", {}).items() if k != "dev_sha256"},
-                "IG": f"{ig_info.get('method')}, m = {ig_info.get('steps')}, target {ig_info.get('target')}, "
-                      f"baseline {ig_info.get('baseline')}, tolerance {ig_info.get('tolerance')}",
+                "IG": (f"{ig_info.get('method')}, m = {ig_info.get('steps')}" if ig_info.get("tolerance") is None else
+                       f"{ig_info.get('refine_method')} to δ ≤ {ig_info.get('tolerance')} per (example, layer), at "
+                       f"most {ig_info.get('max_steps')} evaluations")
+                      + f", target {ig_info.get('target')}, baseline {ig_info.get('baseline')}",
                 "explained span": ig_info.get("explain", ""),
                 "explained window": "the window (feature) holding the explained answer, by the run's post-processing"}
     if ig is not None and ig.n_computed:
@@ -218,19 +232,31 @@ def _print_summary(out: Path, ig, summary: dict, chosen: list[str]) -> None:
     if ig is not None:
         rate = f", {ig.n_computed / ig.seconds:.2f} examples/s" if ig.n_computed and ig.seconds else ""
         lines.append(f"IG: {ig.n_examples} examples ({ig.n_computed} computed now{rate})")
-    medians = (summary.get("completeness") or {}).get("median")
+    completeness = summary.get("completeness") or {}
+    medians, unconverged = completeness.get("median"), completeness.get("unconverged")
+    pairs = summary.get("n_examples", 0) * len(medians or {})
     if medians is None:  # no analyses ran: read δ from the shards (one compact row per example)
-        from lit_rcqa.analysis.completeness import CompletenessAccumulator
+        from lit_rcqa.analysis.completeness import COLUMNS, CompletenessAccumulator
 
         acc = None
         for record in store.iter_records(out):
             acc = acc or CompletenessAccumulator(list(record.layers))
             acc.add(record)
         if acc is not None:
-            medians = dict(zip(acc.layers, acc.summary()[:, 0].tolist()))
+            stats = acc.summary()
+            medians = dict(zip(acc.layers, stats[:, 0].tolist()))
+            unconverged = dict(zip(acc.layers, stats[:, COLUMNS.index("unconverged")].tolist()))
+            pairs = acc.count * len(acc.layers)
     if medians:
         lines.append("median completeness gap δ per layer: "
                      + ", ".join(f"{k} {v:.2e}" for k, v in medians.items() if v is not None))
+    ig_info = (store.read_manifest(out) or {}).get("ig", {})
+    if ig_info.get("tolerance") is not None and unconverged is not None:
+        missed = int(sum(v for v in unconverged.values() if v is not None))
+        lines.append(f"accuracy target δ ≤ {ig_info['tolerance']:g}: " + (
+            f"{missed} of {pairs} (example, layer) pairs missed it at the cap of {ig_info.get('max_steps')} "
+            "evaluations (flagged in the shards: `converged`; counted in tables/completeness, column unconverged)"
+            if missed else "every (example, layer) met it"))
     lines.append(f"shards: {out / store.SCORES_DIR}")
     if chosen:
         lines.append(f"report: {out / 'report.html'}")

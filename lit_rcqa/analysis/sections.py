@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from lit_rcqa.analysis.completeness import COLUMNS as COMPLETENESS_COLUMNS
 from lit_rcqa.analysis.embeddings import record_categories, tsne_points
 from lit_rcqa.analysis.roles import ROLES
+from lit_rcqa.plots.convergence import plot_convergence
 from lit_rcqa.plots.highlight import highlight_html
 from lit_rcqa.plots.heatmap import plot_jsd_heatmap
 from lit_rcqa.plots.layers import plot_layer_series, plot_role_shares
@@ -208,14 +209,17 @@ def html_section(state, out, summary, **_) -> Section:
 
 def completeness_section(state, out, summary, **_) -> Section:
     acc = state.completeness
-    stats = acc.summary()  # [L, 7]
+    stats = acc.summary()  # [L, len(COMPLETENESS_COLUMNS)]
+    flagged = (f" {acc.n_unconverged} (example, layer) pairs missed the accuracy target at the cap on evaluations "
+               "(column unconverged); they are kept in the analyses above, counted here."
+               if acc.n_unconverged else "")
     section = Section("Completeness of the attributions",
                       "δ = |ΣIG − (F(h) − F(b))| / |F(h) − F(b)| per example and layer: how far the "
                       f"attributions' sum is from the change they explain. δ below {acc.threshold:g} for most "
-                      "examples means the integration used enough steps; the embedding layer converges slowest.")
-    section.figures.append(out.figure("completeness", plot_layer_series(
-        {"median δ": stats[:, 0], "95th percentile δ": stats[:, 1]}, state.layers, "completeness gap δ",
-        "Completeness gap per layer")))
+                      "examples means the integration used enough steps; the embedding layer converges slowest. "
+                      "The right panel shows the gradient evaluations each layer used." + flagged)
+    section.figures.append(out.figure("completeness", plot_convergence(acc.deltas.array(), acc.steps.array(),
+                                                                       state.layers)))
     section.tables.append(out.table("completeness", ["layer", *COMPLETENESS_COLUMNS],
                                     _layer_rows(state.layers, *stats.T), meta={"threshold": acc.threshold}))
     _series(out, "completeness", {"median δ": stats[:, 0], "95th percentile δ": stats[:, 1]},

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lit_rcqa.attribution.adaptive import CRITERIA, AdaptiveMesh
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution.rules import (DEFAULT_RULE, REFINEMENT_RULES, RULES, RefinementLevel, integration_rule,
                                         refinement_schedule)
@@ -43,10 +44,16 @@ class IGSettings:
     method: str = DEFAULT_RULE       # integration rule, see rules.RULES
     target: str = "prob"             # "prob": F = p_start[ŝ] + p_end[ê]; "logit": start[ŝ] + end[ê]
     tolerance: float | None = None   # accuracy target on δ per layer; None = fixed `steps`
-    refine_method: str = "gausslegendre"  # schedule with a tolerance: a rule in RULES (doubling) or nested
-                                          # "romberg"/"trapezoid" (see rules.py for why GL is the default)
-    min_steps: int = 5               # first level of the schedule (tolerance mode)
+    refine_method: str = "adaptive"  # with a tolerance: "adaptive" (Gauss–Lobatto panels refined where their
+                                     # known error is, see adaptive.py), a rule in RULES (doubling) or nested
+                                     # "romberg"/"trapezoid" (see rules.py for the measurements)
+    min_steps: int = 5               # first level of a doubling/nested schedule (tolerance mode)
     max_steps: int = 257             # cap on gradient evaluations per layer (tolerance mode)
+    panel_points: int = 5            # adaptive: Gauss–Lobatto points per panel, ends included
+    criterion: str = "panels"        # adaptive: hold Σ|panel errors| ("panels") or the gap alone ("total") to tol
+    warm_start: bool = True          # adaptive: a lower layer starts on the panels the layer above ended with
+    breakpoints: tuple[float, ...] = (0.0, 1.0)  # adaptive: the initial panels' ends (the top layer's, if warm)
+    split: str = "nodes"             # adaptive: split a panel at its interior nodes, or at its midpoint ("halves")
     max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)
     max_answer_length: int = 30      # longest predicted span, in tokens
 
@@ -58,9 +65,12 @@ class IGSettings:
         if self.method != "seed" and self.steps < 2:
             raise UserError(f"IG needs steps >= 2, got {self.steps}")
         if self.tolerance is not None:
-            if self.refine_method not in REFINEMENT_RULES:
+            if self.refine_method not in ("adaptive",) + REFINEMENT_RULES:
                 raise UserError(f"unknown refinement rule {self.refine_method!r}; "
-                                f"choose one of {', '.join(REFINEMENT_RULES)}")
+                                f"choose one of adaptive, {', '.join(REFINEMENT_RULES)}")
+            if self.criterion not in CRITERIA:
+                raise UserError(f"unknown convergence criterion {self.criterion!r}; choose one of "
+                                f"{', '.join(CRITERIA)}")
             if not self.tolerance > 0:
                 raise UserError(f"IG tolerance must be > 0, got {self.tolerance}")
 
@@ -80,6 +90,9 @@ class IGResult:
     baseline_value: np.ndarray       # [n_layers] float64: F(b) per layer
     attribution_sum: np.ndarray      # [n_layers] float64: Σ IG_ℓ
     hidden: list[np.ndarray] | None = field(default=None, repr=False)  # [T, d] h_ℓ per layer, if asked
+    converged: np.ndarray | None = None  # [n_layers] bool: δ ≤ settings.tolerance (None: a fixed rule, no target)
+    rules: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)  # adaptive: the final
+    #                                 (alphas [N], weights [N]) per layer, every evaluated node (unused ones weigh 0)
 
 
 def best_span(start_logits: torch.Tensor, end_logits: torch.Tensor, passage: torch.Tensor,
@@ -167,6 +180,52 @@ class _LayerIG:
         return self.diff * path_grad
 
 
+@torch.enable_grad()
+def _gradient_rows(adapter: EncoderAdapter, layer: int, b: torch.Tensor, diff: torch.Tensor, alphas: np.ndarray,
+                   span: tuple[int, int], target: str, rows: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """F(α_k) [k], φ(α_k) = ⟨∇F, diff⟩ [k] (float64) and the gradients ∇F(b + α_k diff) [k, T, d], in chunks."""
+    a_all = torch.as_tensor(alphas, dtype=b.dtype, device=b.device)
+    n_chunks = -(-len(alphas) // rows)
+    bounds = np.linspace(0, len(alphas), n_chunks + 1).round().astype(int)  # equal chunks: no tiny last one
+    F, grads = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        x = (b + a_all[lo:hi, None, None] * diff).requires_grad_(True)  # [k, T, d]
+        start, end = adapter.forward_from(layer, x)                     # [k, T] each
+        f = _target(start, end, *span, target)                          # [k]
+        (grad,) = torch.autograd.grad(f.sum(), x)                       # rows are independent: [k, T, d]
+        F.append(f.detach())
+        grads.append(grad)
+    grads_t = torch.cat(grads)
+    phi = (grads_t * diff).sum(dim=(1, 2), dtype=torch.float64)  # [k]
+    return torch.cat(F).double().cpu().numpy(), phi.cpu().numpy(), grads_t
+
+
+def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: torch.Tensor, span: tuple[int, int],
+                    settings: IGSettings, breakpoints: np.ndarray | None) -> tuple[torch.Tensor, float, AdaptiveMesh]:
+    """IG_ℓ [T, d], F(b) and the final mesh, by adaptive Gauss–Lobatto panels (adaptive.py) to the tolerance."""
+    diff = h - b  # [T, d]
+    rows = max(1, settings.max_batch_tokens // h.shape[0])
+    mesh = AdaptiveMesh(settings.tolerance, settings.max_steps, settings.panel_points,
+                        settings.breakpoints if breakpoints is None else breakpoints, settings.criterion,
+                        settings.split)
+    grads = []  # [k, T, d] per round: every node's gradient, since a node's weight changes when panels split
+    while not mesh.done:
+        F, phi, g = _gradient_rows(adapter, layer, b, diff, mesh.pending(), span, settings.target, rows)
+        grads.append(g)
+        mesh.record(F, phi)
+    weights = torch.as_tensor(mesh.node_weights(), dtype=h.dtype, device=h.device)  # [N]
+    path_grad = torch.einsum("n,ntd->td", weights, torch.cat(grads))  # [T, d]
+    return diff * path_grad, mesh.F[mesh.alphas.index(0.0)], mesh
+
+
+def _warm_breakpoints(mesh: AdaptiveMesh, settings: IGSettings) -> np.ndarray:
+    """The panel ends a layer ended with, thinned (every other one dropped) until the mesh fits the cap."""
+    ends = np.array(sorted({mesh.alphas[p.left] for p in mesh.panels} | {1.0}))
+    while len(ends) > 2 and (len(ends) - 1) * (settings.panel_points - 1) + 1 > settings.max_steps:
+        ends = np.unique(np.r_[ends[::2], 1.0])
+    return ends
+
+
 def _gap(ig_sum: float, f_h: float, f_b: float) -> float:
     expected = f_h - f_b
     return abs(ig_sum - expected) / max(abs(expected), 1e-12)
@@ -226,6 +285,7 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     importance, signed = np.zeros((n, T), np.float32), np.zeros((n, T), np.float32)
     delta, f_b, ig_sums = np.zeros(n), np.zeros(n), np.zeros(n)
     steps = np.zeros(n, np.int32)
+    rules: list = [None] * n
     if settings.tolerance is None:
         alphas, weights = integration_rule(settings.method, settings.steps)
         schedule = lambda start: iter([RefinementLevel(alphas, weights, np.zeros(len(alphas), int), np.ones(1),
@@ -236,11 +296,23 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     # above ended with (lower layers need at least as many, as measured): no wasted coarse levels below.
     start = settings.min_steps
     order = range(n) if settings.tolerance is None else sorted(range(n), key=lambda r: -indices[r])
+    breakpoints = None  # adaptive: the panel ends the layer above ended with (warm start)
     for row in order:
         index = indices[row]
         h = states[index]  # [T, d]
         b = torch.zeros_like(h) if baseline is None else (
             baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h))
+        if settings.tolerance is not None and settings.refine_method == "adaptive":
+            ig, f_b[row], mesh = _adaptive_layer(adapter, index, h, b, span, settings, breakpoints)
+            if settings.warm_start:
+                breakpoints = _warm_breakpoints(mesh, settings)
+            ig_sums[row] = float(ig.double().sum())
+            delta[row] = _gap(ig_sums[row], f_h, f_b[row])
+            steps[row] = mesh.evaluations
+            rules[row] = (np.array(mesh.alphas), mesh.node_weights())
+            importance[row] = ig.norm(dim=-1).cpu().numpy()
+            signed[row] = ig.sum(dim=-1).cpu().numpy()
+            continue
         layer_ig = _LayerIG(adapter, index, h, b, span, settings)
         for level in schedule(start):
             layer_ig.add(level)
@@ -258,5 +330,7 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     start_prob = float(start_logits.softmax(-1)[s])
     end_prob = float(end_logits.softmax(-1)[e])
     hidden = [states[i].cpu().numpy().copy() for i in indices] if keep_hidden else None
+    adaptive = settings.tolerance is not None and settings.refine_method == "adaptive"
+    converged = None if settings.tolerance is None else delta <= settings.tolerance
     return IGResult(indices, importance, signed, delta, steps, s, e, start_prob, end_prob, f_h, f_b, ig_sums,
-                    hidden)
+                    hidden, converged, rules if adaptive else None)

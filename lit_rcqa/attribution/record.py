@@ -38,3 +38,4 @@ class AttributionRecord:
     input_ids: np.ndarray | None = None       # [T] int64 ids of `tokens` (decision flips re-run the model on them)
     token_type_ids: np.ndarray | None = None  # [T] int64, None for encoders without segment ids
     evidence_span: tuple[int, int] | None = None  # synthetic set: char span of the supporting sentence
+    converged: np.ndarray | None = None       # [n_layers] bool: δ met the accuracy target (None: fixed rule, no target)

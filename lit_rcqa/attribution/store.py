@@ -10,6 +10,7 @@ Format (schema 2), written by `callbacks.ig_writer.IGShardWriter`, one shard per
       k.importance [n, T] f32   k.signed [n, T] f32   k.delta [n] f64   k.steps [n] i32
       k.offsets [T, 2] i64 (char offsets into the context; -1 outside the passage)
       k.input_ids [T] i64       k.token_type_ids [T] i64 (absent for encoders without segment ids)
+      k.converged [n] bool (with an accuracy target: δ ≤ tolerance; absent for a fixed rule)
   scores/<PPPPPPPP>-r<RR>.hidden.safetensors  (optional) k -> [n, T, d] f16/f32 hidden states h_ℓ
   scores/<PPPPPPPP>-r<RR>.json  the commit marker, written last: schema, file names, sizes and SHA-256
       of the tensor files, `settings` (what the shard was computed with: `settings_of(manifest)`), and per
@@ -61,9 +62,9 @@ NOT_SETTINGS = ("schema", "model.path", "data.num_examples")
 ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "importance": ("float32", ("n", "T")), "signed": ("float32", ("n", "T")), "delta": ("float64", ("n",)),
     "steps": ("int32", ("n",)), "offsets": ("int64", ("T", "2")), "input_ids": ("int64", ("T",)),
-    "token_type_ids": ("int64", ("T",)),
+    "token_type_ids": ("int64", ("T",)), "converged": ("bool", ("n",)),
 }
-OPTIONAL_ARRAYS = ("token_type_ids",)
+OPTIONAL_ARRAYS = ("token_type_ids", "converged")
 EXAMPLE_KEYS = ("id", "position", "question", "context", "tokens", "passage_start", "passage_end", "layers",
                 "pred_start", "pred_end", "pred_text", "start_prob", "end_prob", "gold_texts")
 
@@ -311,7 +312,7 @@ def _record(path: Path, ex: dict, row: int, arrays: dict[str, np.ndarray]) -> At
         steps=values["steps"], pred_start=int(ex["pred_start"]), pred_end=int(ex["pred_end"]),
         pred_text=ex["pred_text"], start_prob=float(ex["start_prob"]), end_prob=float(ex["end_prob"]),
         gold_texts=tuple(ex["gold_texts"]), input_ids=values["input_ids"], token_type_ids=values["token_type_ids"],
-        evidence_span=None if span is None else (int(span[0]), int(span[1])))
+        evidence_span=None if span is None else (int(span[0]), int(span[1])), converged=values["converged"])
 
 
 def iter_records(out_dir: str | Path) -> Iterator[AttributionRecord]:

@@ -90,6 +90,7 @@ class ExampleResult:
     input_ids: np.ndarray           # [T] int64
     token_type_ids: np.ndarray | None  # [T] int64
     hidden: np.ndarray | None       # [n_layers, T, d] h_ℓ for the first N examples (t-SNE), else None
+    converged: np.ndarray | None = None  # [n_layers] bool: δ ≤ the accuracy target (None: fixed rule)
 
 
 def choose_window(example: QAExample, features: Features, start_logits: list[np.ndarray],
@@ -186,7 +187,7 @@ class AttributionSystem(LightningModule):
             nbest_probability=window.nbest_probability, window=f, explained=window.source,
             gold_texts=tuple(a.text for a in example.answers), evidence_span=example.evidence_span,
             input_ids=ids_np, token_type_ids=None if types is None else types.cpu().numpy().astype(np.int64),
-            hidden=hidden)
+            hidden=hidden, converged=result.converged)
 
     @override
     def transfer_batch_to_device(self, batch: list[ExampleItem], device, dataloader_idx: int) -> list[ExampleItem]:

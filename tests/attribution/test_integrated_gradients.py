@@ -109,6 +109,27 @@ def test_a_coarse_rule_has_a_larger_gap_than_gauss_legendre(tiny):
     assert (coarse.delta > 10 * fine.delta).all()
 
 
+@pytest.mark.parametrize("criterion", ["panels", "total"])
+def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_weights(tiny, criterion):
+    ids, types = tiny_example()
+    settings = IGSettings(tolerance=1e-3, criterion=criterion, max_batch_tokens=3 * 16)
+    result = integrated_gradients(tiny, ids, token_type_ids=types, settings=settings)
+    assert (result.delta <= 1e-3).all()
+    # every node is used (nothing thrown away) and the rule integrates constants exactly
+    adapter = EncoderAdapter(tiny)
+    for row, layer in enumerate(result.layers):
+        alphas, weights = result.rules[row]
+        assert len(alphas) == result.steps[row] and (weights > 0).all()
+        assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+        reference = captum_layer_ig(tiny, adapter.layer_module(layer), ids, types,
+                                    (result.pred_start, result.pred_end), rule=(alphas, weights))  # [T, d]
+        assert relative_diff(result.importance[row], reference.norm(dim=-1).numpy()) <= 1e-4
+        assert relative_diff(result.signed[row], reference.sum(dim=-1).numpy()) <= 1e-4
+        assert float(reference.double().sum()) == pytest.approx(result.attribution_sum[row], rel=1e-4)
+    # the lower layers, harder to integrate, got more nodes than the top one
+    assert result.steps[0] > result.steps[-1]
+
+
 def test_tolerance_mode_meets_its_target_with_fewer_steps_on_the_top_layer():
     model = with_random_biases(make_tiny_qa_model("bert", layers=4, hidden=32))
     ids, types = tiny_example()
@@ -123,7 +144,8 @@ def test_tolerance_mode_meets_its_target_with_fewer_steps_on_the_top_layer():
 def test_tolerance_mode_stops_at_the_cap_and_reports_it(tiny):
     ids, types = tiny_example()
     result = integrated_gradients(tiny, ids, token_type_ids=types,
-                                  settings=IGSettings(tolerance=1e-12, min_steps=3, max_steps=9))
+                                  settings=IGSettings(tolerance=1e-12, min_steps=3, max_steps=9,
+                                                      refine_method="gausslegendre"))
     assert (result.delta > 1e-12).all() and (result.steps <= 9).all()
     assert result.steps[-1] == 9  # the top layer: 3 + 6 points; below, a warm start at 6 leaves no room for 12
     assert (result.steps[:-1] == 6).all()
@@ -132,7 +154,7 @@ def test_tolerance_mode_stops_at_the_cap_and_reports_it(tiny):
 def test_tolerance_mode_warm_starts_lower_layers_and_saves_evaluations():
     model = with_random_biases(make_tiny_qa_model("bert", layers=4, hidden=32))
     ids, types = tiny_example()
-    settings = IGSettings(tolerance=1e-4, min_steps=3, max_steps=400)
+    settings = IGSettings(tolerance=1e-4, min_steps=3, max_steps=400, refine_method="gausslegendre")
     together = integrated_gradients(model, ids, token_type_ids=types, settings=settings)
     alone = [integrated_gradients(model, ids, token_type_ids=types, layers=[layer], settings=settings)
              for layer in together.layers]  # each layer from a cold start at 3 points

@@ -51,8 +51,9 @@ class IGSettings:
     max_steps: int = 257             # cap on gradient evaluations per layer (tolerance mode)
     panel_points: int = 5            # adaptive: Gauss–Lobatto points per panel, ends included
     criterion: str = "panels"        # adaptive: hold Σ|panel errors| ("panels") or the gap alone ("total") to tol
-    warm_start: bool = True          # adaptive: a lower layer starts on the panels the layer above ended with
-    breakpoints: tuple[float, ...] = (0.0, 1.0)  # adaptive: the initial panels' ends (the top layer's, if warm)
+    warm_start: bool = False         # adaptive: a lower layer starts on the panels the layer above ended with
+    breakpoints: tuple[float, ...] = (0.0, 0.5, 1.0)  # adaptive: the initial panels' ends (two panels: a lone
+                                                      # panel's error can vanish by chance, see rules.py)
     split: str = "nodes"             # adaptive: split a panel at its interior nodes, or at its midpoint ("halves")
     max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)
     max_answer_length: int = 30      # longest predicted span, in tokens

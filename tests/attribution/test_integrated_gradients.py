@@ -112,9 +112,10 @@ def test_a_coarse_rule_has_a_larger_gap_than_gauss_legendre(tiny):
 @pytest.mark.parametrize("criterion", ["panels", "total"])
 def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_weights(tiny, criterion):
     ids, types = tiny_example()
-    settings = IGSettings(tolerance=1e-3, criterion=criterion, max_batch_tokens=3 * 16)
+    settings = IGSettings(tolerance=1e-5, criterion=criterion, max_batch_tokens=3 * 16)
     result = integrated_gradients(tiny, ids, token_type_ids=types, settings=settings)
-    assert (result.delta <= 1e-3).all()
+    assert (result.delta <= 1e-5).all()
+    assert (result.steps > 9).any()  # some layer needed more than the initial two panels: refined rules checked
     # every node is used (nothing thrown away) and the rule integrates constants exactly
     adapter = EncoderAdapter(tiny)
     for row, layer in enumerate(result.layers):
@@ -126,8 +127,6 @@ def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_we
         assert relative_diff(result.importance[row], reference.norm(dim=-1).numpy()) <= 1e-4
         assert relative_diff(result.signed[row], reference.sum(dim=-1).numpy()) <= 1e-4
         assert float(reference.double().sum()) == pytest.approx(result.attribution_sum[row], rel=1e-4)
-    # the lower layers, harder to integrate, got more nodes than the top one
-    assert result.steps[0] > result.steps[-1]
 
 
 def test_tolerance_mode_meets_its_target_with_fewer_steps_on_the_top_layer():

@@ -30,30 +30,36 @@ def test_row_buffer_holds_the_rows_in_order_in_at_most_twice_their_bytes():
     assert len(RowBuffer(2)) == 0 and RowBuffer(2).array().shape == (0, 2)
 
 
-def _plain_completeness(deltas, steps, threshold):
+def _plain_completeness(deltas, steps, converged, threshold):
     """The summary as a list of per-example arrays gives it (the formula before the accumulator kept rows)."""
     d, s = np.stack(deltas), np.stack(steps).astype(np.float64)
+    missed = sum((~c).astype(np.float64) for c in converged if c is not None)
     defined = (~np.isnan(d)).sum(axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         stats = [np.nanmedian(d, axis=0), np.nanpercentile(d, 95, axis=0), np.nanmax(d, axis=0)]
     above = np.where(defined > 0, (d > threshold).sum(axis=0) / np.maximum(defined, 1), np.nan)
-    return np.stack([*stats, above, s.mean(axis=0), s.min(axis=0), s.max(axis=0)], axis=1)
+    return np.stack([*stats, above, s.mean(axis=0), s.min(axis=0), s.max(axis=0), np.median(s, axis=0),
+                     np.percentile(s, 95, axis=0), missed * np.ones(d.shape[1])], axis=1)
 
 
 def test_completeness_summary_is_bitwise_the_plain_formula():
     rng = np.random.default_rng(1)
     base = make_record("Who ?", "a b c d", np.ones((3, 4)))
-    acc, deltas, steps = CompletenessAccumulator(LAYERS), [], []
+    acc, deltas, steps, converged = CompletenessAccumulator(LAYERS), [], [], []
     for i in range(301):
         delta = rng.lognormal(-3, 2, size=3)
         delta[rng.random(3) < 0.1] = np.nan  # F(h) = F(b): undefined gaps are left out
         delta[2] = np.nan                    # one layer never defined: NaN statistics, as before
         step = rng.integers(2, 300, size=3).astype(np.int32)
-        acc.add(dataclasses.replace(base, delta=delta, steps=step))
+        # a fixed rule records no target (None); an accuracy target records which layers met it
+        flags = None if i % 2 else rng.random(3) < 0.8
+        acc.add(dataclasses.replace(base, delta=delta, steps=step, converged=flags))
         deltas.append(delta)
         steps.append(step)
-    np.testing.assert_array_equal(acc.summary(), _plain_completeness(deltas, steps, acc.threshold))
+        converged.append(flags)
+    np.testing.assert_array_equal(acc.summary(), _plain_completeness(deltas, steps, converged, acc.threshold))
+    assert acc.n_unconverged == sum(int((~c).sum()) for c in converged if c is not None) > 0
     assert acc.count == 301
     with pytest.raises(ValueError, match="no examples"):
         CompletenessAccumulator(LAYERS).summary()

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, Literal, Optional, Union
 
 from lit_rcqa import runs, tracking
 from lit_rcqa.errors import UserError
+from lit_rcqa.process import signal_handlers
 
 LoggerKind = Literal["wandb", "csv", "tensorboard", "none"]
 
@@ -361,14 +362,8 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
         stop.signum = signum
         raise Interrupted(signum)
 
-    # A signal ignored from the start (`nohup`, a background job of a non-interactive shell) stays ignored.
-    previous = {signum: signal.signal(signum, handler) for signum in signums
-                if signal.getsignal(signum) is not signal.SIG_IGN}
-    try:
+    with signal_handlers(signums, handler):  # a signal ignored from the start stays ignored
         yield stop
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
 def _quiet_libraries() -> None:

@@ -35,6 +35,7 @@ from lit_rcqa.data.datamodule import QADataModule
 from lit_rcqa.errors import UserError
 from lit_rcqa.model import QAModule
 from lit_rcqa.paths import REPO_ROOT
+from lit_rcqa.process import signal_handlers
 
 SUBCOMMANDS = ("fit", "validate")
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -284,14 +285,8 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)) -> Iterator[Stop]:
             finally:
                 stop.forwarding = False
 
-    # A signal ignored from the start (`nohup`, a background job of a non-interactive shell) stays ignored.
-    previous = {signum: signal.signal(signum, handler) for signum in signums
-                if signal.getsignal(signum) is not signal.SIG_IGN}
-    try:
+    with signal_handlers(signums, handler):  # a signal ignored from the start stays ignored
         yield stop
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
 def interrupted_line(signum: int, run_dir: Optional[Path], subcommand: str) -> str:

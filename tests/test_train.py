@@ -12,22 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_rcqa.paths import REPO_ROOT, embedded_model_dir
-from tests.conftest import make_tiny_qa_model
+from lit_rcqa.paths import REPO_ROOT
 
 TINY_DATA = ["--data.synthetic_train_size", "48", "--data.synthetic_dev_size", "24", "--data.batch_size", "8",
              "--data.eval_batch_size", "16", "--data.max_seq_length", "128", "--data.doc_stride", "48"]
 
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny randomly initialised BERT QA model with the embedded tokenizer, saved in HF form."""
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    make_tiny_qa_model("bert", layers=2, hidden=32).save_pretrained(path)
-    AutoTokenizer.from_pretrained(str(embedded_model_dir())).save_pretrained(path)
-    return path
 
 
 def train(args: list[str], cwd: Path, *, timeout: int = 300, env_extra: dict | None = None, wait: bool = True):

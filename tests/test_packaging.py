@@ -22,12 +22,12 @@ DEFAULT_COMMAND_IMPORTS = """
 import json, sys
 import lit_rcqa.cli, lit_rcqa.data.synthetic, lit_rcqa.data.features, lit_rcqa.evaluation.postprocess
 from lit_rcqa.paths import embedded_model_dir
-from lit_rcqa.tracking import _wandb_settings
+from lit_rcqa.tracking import wandb_mode
 from lightning.pytorch.loggers import WandbLogger
 import transformers
 transformers.AutoTokenizer.from_pretrained(str(embedded_model_dir()))
 transformers.AutoModelForQuestionAnswering.from_pretrained(str(embedded_model_dir()))
-_wandb_settings(True)
+wandb_mode()  # wandb's own settings and credential lookup, as train.py's logger makes them
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.batch_recorder import read_records
-from tests.test_train import base_args, tiny_model_dir, train  # noqa: F401  (tiny_model_dir is a fixture)
+from tests.test_train import base_args, train
 
 pytestmark = pytest.mark.slow
 

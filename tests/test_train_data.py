@@ -13,7 +13,7 @@ import pytest
 
 from lit_rcqa.data.synthetic import make_synthetic_splits
 from tests.evaluation.official_evaluate_v20 import evaluate as official_v2
-from tests.test_train import base_args, tiny_model_dir, train  # noqa: F401  (tiny_model_dir is a fixture)
+from tests.test_train import base_args, train
 from tests.wandb_file import wandb_values
 
 TRAIN, DEV = make_synthetic_splits(40, 12, seed=3)

@@ -11,7 +11,8 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from callbacks.train_monitors import EveryStepLearningRateMonitor, Throughput
 from lit_rcqa.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(monitors=[EveryStepLearningRateMonitor(), Throughput()]))

@@ -21,7 +21,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Protocol, Sequence, runtime_checkable
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -29,10 +29,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from callbacks.train_monitors import EveryStepLearningRateMonitor, Throughput
 from lit_rcqa import console, runs, tracking
 from lit_rcqa.data.datamodule import QADataModule
 from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.postprocess import PostprocessSettings
 from lit_rcqa.model import QAModule
 from lit_rcqa.paths import REPO_ROOT
 from lit_rcqa.process import signal_handlers
@@ -43,11 +43,23 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
 @dataclass
 class RunOptions:
-    name: Optional[str] = None  # a plain folder name under `root`; default: <date>-<time>-<subcommand>
-    root: str = "runs"  # where run folders go (any path)
-    logger: tracking.LoggerKind = "wandb"  # wandb (offline unless WANDB_API_KEY/WANDB_MODE), csv, tensorboard, none
+    """Where the run's folder goes and what tracks it.
+
+    Args:
+        name: The run folder's name under root, a plain name (default: <date>-<time>-<subcommand>).
+        root: Where run folders go (any path).
+        logger: Tracker: wandb (offline unless WANDB_API_KEY or WANDB_MODE say otherwise), csv, tensorboard
+            or none.
+        wandb_project: W&B project of the run.
+        save_every_n_steps: Also refresh checkpoints/last.ckpt every N optimizer steps, so that a stopped run
+            resumes mid-epoch (null: after each validation only).
+    """
+
+    name: Optional[str] = None
+    root: str = "runs"
+    logger: tracking.LoggerKind = "wandb"
     wandb_project: str = "lit_rcqa"
-    save_every_n_steps: Optional[int] = None  # also refresh checkpoints/last.ckpt every N steps (resume mid-epoch)
+    save_every_n_steps: Optional[int] = None
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -55,13 +67,20 @@ class OneLineErrorParser(LightningArgumentParser):
 
     @override
     def error(self, message: str, ex: Optional[Exception] = None):
-        lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
-        detail = next((ln for ln in reversed(lines) if "Key" in ln or "key" in ln or "Expected" in ln), "")
-        text = lines[0] if lines else "invalid arguments"
-        if detail and detail not in text:
-            text += f" ({detail.lstrip('- ')})"
-        print(f"train.py: error: {text}", file=sys.stderr)
+        if not self.exit_on_error:  # a library call (read_run_config): the caller names the file
+            raise UserError(one_line(message))
+        print(f"train.py: error: {one_line(message)}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's message (several lines, the key on a later one) as one line: the problem, then the key."""
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    detail = next((ln for ln in reversed(lines) if "Key" in ln or "key" in ln or "Expected" in ln), "")
+    text = lines[0] if lines else "invalid arguments"
+    if detail and detail not in text:
+        text += f" ({detail.lstrip('- ')})"
+    return text
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -128,9 +147,21 @@ class LastCheckpoint(Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
 
 
+@runtime_checkable
+class Summarizing(Protocol):
+    """A callback whose `summary()` numbers (e.g. the mean throughput) go into the tracker's run summary."""
+
+    def summary(self) -> dict[str, float]: ...
+
+
 class RCQACLI(LightningCLI):
     run_dir: Optional[Path] = None
     current: Optional["RCQACLI"] = None  # the CLI of this process, for the stop-signal line in main()
+
+    def __init__(self, *args: Any, monitors: Sequence[Callback] = (), **kwargs: Any) -> None:
+        # Set before LightningCLI.__init__, which parses, instantiates and runs the subcommand.
+        self.monitors = list(monitors)
+        super().__init__(*args, **kwargs)
 
     @staticmethod
     @override
@@ -189,8 +220,8 @@ class RCQACLI(LightningCLI):
             kwargs["logger"] = self.logger if self.logger is not None else False
         else:
             self.logger = trainer_config["logger"]
-        if self.subcommand == "fit" and self.logger:
-            callbacks += [EveryStepLearningRateMonitor(), Throughput()]
+        if self.subcommand == "fit" and self.logger:  # they only log: with no tracker they have nowhere to write
+            callbacks += self.monitors
         trainer = super().instantiate_trainer(**kwargs)
         counts = skipped_counts(self.datamodule.load_report)
         if counts and trainer.is_global_zero:
@@ -221,9 +252,9 @@ class RCQACLI(LightningCLI):
                        model=module.hparams.model_name_or_path, skipped=self.datamodule.load_report)
         write_run_outputs(self.run_dir, module.model, self.datamodule.tokenizer, predictions, nbest, metrics,
                           save_model=self.subcommand == "fit", version_2=module.hparams.version_2_with_negative)
-        throughput = next((c.summary() for c in self.trainer.callbacks if isinstance(c, Throughput)), {})
+        summary = {k: v for c in self.trainer.callbacks if isinstance(c, Summarizing) for k, v in c.summary().items()}
         tracker = tracking.close_training_run(self.trainer.logger, self.run_dir, self.config[self.subcommand].run.name,
-                                              metrics, throughput, log_model=self.subcommand == "fit")
+                                              metrics, summary, log_model=self.subcommand == "fit")
         runs.set_status(self.run_dir, "complete", metrics={k: metrics[k] for k in ("exact_match", "f1", "total")},
                         checkpoint=best_checkpoint, tracker=tracker)
         runs.release(self.run_dir)
@@ -305,7 +336,70 @@ def _default_subcommand(argv: list[str]) -> list[str]:
     return ["fit", *argv]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def cli_options(*, default_configs: bool = True, exit_on_error: bool = True) -> dict[str, Any]:
+    """RCQACLI's arguments besides the classes: the one place that says how `python train.py` parses."""
+    parser_kwargs = {"exit_on_error": exit_on_error}
+    files = [str(DEFAULT_CONFIG)] if default_configs and DEFAULT_CONFIG.exists() else []
+    return dict(parser_class=OneLineErrorParser, save_config_callback=RunConfigSaver,
+                trainer_defaults={"use_distributed_sampler": False},
+                parser_kwargs={**parser_kwargs, **{sub: {**parser_kwargs, "default_config_files": files}
+                                                   for sub in SUBCOMMANDS}},
+                subclass_mode_model=False, subclass_mode_data=False, auto_configure_optimizers=False)
+
+
+class _Built(Exception):
+    def __init__(self, parser: LightningArgumentParser):
+        self.parser = parser
+
+
+class _ParserOnly(RCQACLI):
+    """RCQACLI stopped as soon as its parser exists: nothing is parsed, instantiated or run."""
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        raise _Built(parser)
+
+
+def build_parser(*, default_configs: bool = True, exit_on_error: bool = True) -> LightningArgumentParser:
+    """The parser of `python train.py` (subcommands fit and validate), built exactly as RCQACLI builds it."""
+    try:
+        _ParserOnly(QAModule, QADataModule, args=[], **cli_options(default_configs=default_configs,
+                                                                    exit_on_error=exit_on_error))
+    except _Built as built:
+        return built.parser
+    raise AssertionError("unreachable: LightningCLI parses right after building its parser")
+
+
+def read_run_config(run_dir: str | Path) -> tuple[dict[str, Any], PostprocessSettings]:
+    """A training run's data settings (QADataModule's keyword arguments) and post-processing, from its
+    config.yaml read by the parser that wrote it: types are checked, and a key the file lacks (written by an
+    older version) gets the default of today's signature, not configs/default.yaml's. A file the parser
+    rejects (unknown key, bad value) is one UserError naming the file and the key."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: not found (a run folder written by train.py has its config.yaml)")
+    try:  # the parser would take a YAML error for a path that does not exist: say what it is
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: cannot read it as YAML ({' '.join(str(err).split())})") from None
+    kind = runs.read_status(path.parent).get("kind")
+    subcommand = kind if kind in SUBCOMMANDS else "fit"
+    parser = build_parser(default_configs=False, exit_on_error=False)
+    try:
+        config = parser.parse_args([subcommand, "--config", str(path)])[subcommand]
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    model = config.model
+    post = PostprocessSettings(n_best=model.n_best, max_answer_length=model.max_answer_length,
+                               version_2=model.version_2_with_negative, null_threshold=model.null_threshold)
+    return config.data.as_dict(), post
+
+
+def main(argv: Optional[list[str]] = None, *, monitors: Sequence[Callback] = ()) -> int:
+    """`python train.py ARGV`; the exit status. `monitors`: callbacks that only log (learning rate,
+    throughput), added to fit runs that have a tracker; train.py passes the app's (callbacks/train_monitors)."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
     console.quiet_libraries()
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # keep stderr for what matters
@@ -316,17 +410,11 @@ def main(argv: Optional[list[str]] = None) -> int:
               "to predict with a trained model: python -m lit_rcqa.predict)", file=sys.stderr)
         return 2
     argv = _default_subcommand(argv)
-    default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.exists() else []
     unfinished = "failed"  # the status of a run that started but did not finish: never mistaken for complete
     with stop_on_signals() as stop:
         try:
             RCQACLI._started = time.time()
-            RCQACLI(
-                QAModule, QADataModule, args=argv, parser_class=OneLineErrorParser,
-                save_config_callback=RunConfigSaver, trainer_defaults={"use_distributed_sampler": False},
-                parser_kwargs={sub: {"default_config_files": default_configs} for sub in SUBCOMMANDS},
-                subclass_mode_model=False, subclass_mode_data=False, auto_configure_optimizers=False,
-            )
+            RCQACLI(QAModule, QADataModule, args=argv, monitors=monitors, **cli_options())
         except UserError as err:
             print(f"train.py: error: {err}", file=sys.stderr)
             return 2

@@ -8,6 +8,7 @@ Gradients and the analyses talk to it directly, never to this class.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from typing_extensions import override
 
 from lit_rcqa.errors import UserError
 from lit_rcqa.evaluation.metrics import SquadMetrics
-from lit_rcqa.evaluation.postprocess import postprocess_predictions
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings, postprocess_predictions
 from lit_rcqa.paths import resolve_model_path
 
 _INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -55,25 +56,42 @@ def decoupled_weight_decay_groups(model: torch.nn.Module, weight_decay: float) -
 
 
 class QAModule(LightningModule):
-    """Fine-tunes an extractive QA encoder; logs `train/loss`, `val/loss`, `val/em`, `val/f1`, `val/f1_best`."""
+    """Fine-tunes an extractive QA encoder; logs `train/loss`, `val/loss`, `val/em`, `val/f1`, `val/f1_best`.
+
+    Args:
+        model_name_or_path: A local Hugging Face model folder, a hub name (online), or "embedded-minilm"
+            (the MiniLM shipped with the package).
+        learning_rate: Peak AdamW learning rate (BERT and the paper: 3e-5).
+        weight_decay: AdamW weight decay; not applied to biases and LayerNorm weights.
+        warmup_ratio: Share of the optimizer steps spent in linear warm-up (then linear decay to 0); below 1.
+        adam_epsilon: AdamW epsilon.
+        n_best: Post-processing: start and end candidates kept per window, and n-best entries per question.
+        max_answer_length: Post-processing: longest answer span, in tokens.
+        version_2_with_negative: SQuAD v2: allow the empty (no-answer) prediction and score HasAns/NoAns.
+        null_threshold: SQuAD v2: predict no answer when the null score beats the best span's by more than this.
+        seed_qa_head: Seed for a freshly initialised QA head, so that runs start from the same weights.
+    """
 
     def __init__(
         self,
-        model_name_or_path: str = "embedded-minilm",  # a local HF folder, a hub name (online), or the embedded MiniLM
-        learning_rate: PositiveFloat = 3e-5,  # peak AdamW learning rate (BERT/paper: 3e-5)
-        weight_decay: NonNegativeFloat = 0.01,  # not applied to biases and LayerNorm
-        warmup_ratio: NonNegativeFloat = 0.1,  # linear warm-up over this share of the steps, then linear decay
+        model_name_or_path: str = "embedded-minilm",
+        learning_rate: PositiveFloat = 3e-5,
+        weight_decay: NonNegativeFloat = 0.01,
+        warmup_ratio: NonNegativeFloat = 0.1,
         adam_epsilon: PositiveFloat = 1e-8,
-        n_best: PositiveInt = 20,  # start/end candidates kept per feature in post-processing
-        max_answer_length: PositiveInt = 30,  # longest answer, in tokens
-        version_2_with_negative: bool = False,  # SQuAD v2: allow the empty (no-answer) prediction
-        null_threshold: float = 0.0,  # v2: predict no answer when null - best span score exceeds this
-        seed_qa_head: NonNegativeInt = 0,  # seed for a freshly initialised QA head (reproducible starts)
+        # Flat here (one key each in config.yaml); the defaults are PostprocessSettings'.
+        n_best: PositiveInt = DEFAULT_POSTPROCESS.n_best,
+        max_answer_length: PositiveInt = DEFAULT_POSTPROCESS.max_answer_length,
+        version_2_with_negative: bool = DEFAULT_POSTPROCESS.version_2,
+        null_threshold: float = DEFAULT_POSTPROCESS.null_threshold,
+        seed_qa_head: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         if warmup_ratio >= 1:
             raise UserError(f"model.warmup_ratio must be below 1, got {warmup_ratio}")
         self.save_hyperparameters()
+        self.postprocess = PostprocessSettings(n_best=n_best, max_answer_length=max_answer_length,
+                                               version_2=version_2_with_negative, null_threshold=null_threshold)
         torch.manual_seed(seed_qa_head)
         self.model = load_qa_model(model_name_or_path).train()  # from_pretrained returns eval mode: dropout off
         self.val_metrics = SquadMetrics(version_2=version_2_with_negative)
@@ -145,14 +163,10 @@ class QAModule(LightningModule):
 
     def _postprocess(self, split, outputs) -> tuple[dict[str, str], dict[str, list]]:
         """Post-process the features this rank scored; every example's features are all on one rank."""
-        hp = self.hparams
         outputs = sorted(outputs, key=lambda o: o[0])
         examples, features = split.select([o[0] for o in outputs])
-        return postprocess_predictions(
-            examples, features, [o[1].numpy() for o in outputs], [o[2].numpy() for o in outputs],
-            n_best=hp.n_best, max_answer_length=hp.max_answer_length,
-            version_2=hp.version_2_with_negative, null_threshold=hp.null_threshold,
-        )
+        return postprocess_predictions(examples, features, [o[1].numpy() for o in outputs],
+                                       [o[2].numpy() for o in outputs], **dataclasses.asdict(self.postprocess))
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

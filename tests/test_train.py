@@ -47,10 +47,18 @@ def base_args(model_dir: Path, name: str, *extra: str) -> list[str]:
             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", *TINY_DATA, *extra]
 
 
-def test_fit_writes_a_complete_run(tiny_model_dir, tmp_path):
-    result = train(base_args(tiny_model_dir, "r1", "--run.logger", "csv"), tmp_path)
+@pytest.fixture(scope="module")
+def fitted(tiny_model_dir, tmp_path_factory):
+    """One tiny fit run (post-processing settings away from the defaults): (its folder, the command's result)."""
+    cwd = tmp_path_factory.mktemp("fit")
+    result = train(base_args(tiny_model_dir, "r1", "--run.logger", "csv", "--model.n_best", "7",
+                             "--model.max_answer_length", "12"), cwd)
     assert result.returncode == 0, result.stdout + result.stderr
-    run = tmp_path / "runs" / "r1"
+    return cwd / "runs" / "r1", result
+
+
+def test_fit_writes_a_complete_run(fitted):
+    run, result = fitted
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "complete" and status["kind"] == "fit"
     for name in ("config.yaml", "predictions.json", "nbest_predictions.json", "metrics.json",
@@ -64,6 +72,59 @@ def test_fit_writes_a_complete_run(tiny_model_dir, tmp_path):
     first = next(iter(nbest.values()))
     assert abs(sum(e["probability"] for e in first) - 1) < 1e-4 and {"start_logit", "end_logit"} <= set(first[0])
     assert "r1" in result.stdout and "F1" in result.stdout  # the closing summary names the run
+
+
+def test_a_runs_settings_are_read_back_by_the_parser_that_wrote_them(fitted, tiny_model_dir):
+    from lit_rcqa.cli import read_run_config
+    from lit_rcqa.data.datamodule import QADataModule
+    from lit_rcqa.evaluation.postprocess import PostprocessSettings
+
+    data, post = read_run_config(fitted[0])
+    assert post == PostprocessSettings(n_best=7, max_answer_length=12, version_2=False, null_threshold=0.0)
+    # TINY_DATA's values, what the command line set; the rest as configs/default.yaml and the signature say
+    assert (data["synthetic_train_size"], data["synthetic_dev_size"], data["batch_size"], data["eval_batch_size"],
+            data["max_seq_length"], data["doc_stride"]) == (48, 24, 8, 16, 128, 48)
+    assert data["tokenizer_name"] == str(tiny_model_dir)  # linked to model.model_name_or_path, as in training
+    QADataModule(**data)  # exactly the constructor's keyword arguments
+
+
+def edited_config(run: Path, dest: Path, edit) -> Path:
+    """A copy of the run folder's config.yaml and run.json with `edit(config dict)` applied."""
+    import yaml
+
+    dest.mkdir()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    edit(config)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config))
+    (dest / "run.json").write_text((run / "run.json").read_text())
+    return dest
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["model"].update(n_best=-3), "model.n_best"),
+    (lambda c: c["data"].update(max_seq_len=100), "max_seq_len"),
+    (lambda c: c["run"].update(logger="paper"), "run.logger"),
+])
+def test_a_bad_field_in_a_runs_config_is_one_error_naming_the_file_and_key(fitted, tmp_path, edit, key):
+    from lit_rcqa.cli import read_run_config
+    from lit_rcqa.errors import UserError
+
+    folder = edited_config(fitted[0], tmp_path / "edited", edit)
+    with pytest.raises(UserError) as err:
+        read_run_config(folder)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(folder / "config.yaml")) and key in message, message
+
+
+def test_a_key_an_older_config_lacks_takes_the_signatures_default(fitted, tmp_path):
+    from lit_rcqa.cli import read_run_config
+
+    def drop(config):
+        del config["data"]["skip_invalid"], config["model"]["null_threshold"]
+        config["data"]["max_query_length"] = 20
+
+    data, post = read_run_config(edited_config(fitted[0], tmp_path / "old", drop))
+    assert data["skip_invalid"] is False and post.null_threshold == 0.0 and data["max_query_length"] == 20
 
 
 def test_validate_recomputes_the_saved_metrics(tiny_model_dir, tmp_path):

@@ -157,28 +157,53 @@ def _resolve_file(path: Optional[str], what: str) -> Optional[str]:
 
 
 class QADataModule(LightningDataModule):
-    """Training and dev data. With no files and no hub dataset it uses the built-in synthetic set."""
+    """Training and dev data. With no files and no hub dataset it uses the built-in synthetic set.
+
+    Args:
+        train_file: Training data: SQuAD v1.1/v2.0 JSON (.json or .json.gz) or DuoRC JSON; $VARS and ~ expand.
+            Goes with dev_file; with neither (and no hf_dataset) the synthetic set is used.
+        dev_file: Dev data, same formats; scored with the official SQuAD definitions.
+        hf_dataset: A Hugging Face hub dataset instead of files, e.g. "squad" or "squad_v2" (needs the network
+            and `pip install datasets`).
+        synthetic_train_size: Questions in the synthetic training set (the default data).
+        synthetic_dev_size: Questions in the synthetic dev set.
+        synthetic_seed: Seed that generates the synthetic sets.
+        tokenizer_name: Tokenizer folder or name; train.py links it to model.model_name_or_path.
+        max_seq_length: Tokens per window (question, context and special tokens).
+        doc_stride: Context tokens by which consecutive windows of a long context overlap; below max_seq_length.
+        max_query_length: Questions are cut to this many tokens.
+        pad_to_max_length: Pad every batch to max_seq_length (slower; by default a batch is padded to its longest).
+        batch_size: Training windows per batch (per device).
+        eval_batch_size: Dev windows per batch (per device).
+        group_by_length: Batch training windows of similar length together (less padding).
+        max_train_examples: Use only the first N training questions (null: all).
+        max_eval_examples: Use only the first N dev questions (null: all).
+        keep_no_answer: Keep unanswerable questions for training, with the CLS token as target (SQuAD v2, DuoRC).
+        skip_invalid: Skip and count invalid records instead of stopping at the first one.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        seed: Seed of the training batch order.
+    """
 
     def __init__(
         self,
-        train_file: Optional[str] = None,  # SQuAD v1.1/v2.0 JSON (.json or .json.gz) or DuoRC JSON
-        dev_file: Optional[str] = None,  # same formats; scored with the official definitions
-        hf_dataset: Optional[str] = None,  # e.g. "squad" or "squad_v2" (needs network and `pip install datasets`)
-        synthetic_train_size: PositiveInt = 2000,  # questions in the synthetic training set (default data)
+        train_file: Optional[str] = None,
+        dev_file: Optional[str] = None,
+        hf_dataset: Optional[str] = None,
+        synthetic_train_size: PositiveInt = 2000,
         synthetic_dev_size: PositiveInt = 400,
         synthetic_seed: NonNegativeInt = 0,
-        tokenizer_name: str = "embedded-minilm",  # linked to model.model_name_or_path by train.py
+        tokenizer_name: str = "embedded-minilm",
         max_seq_length: PositiveInt = 384,
         doc_stride: PositiveInt = 128,
         max_query_length: PositiveInt = 64,
-        pad_to_max_length: bool = False,  # pad every batch to max_seq_length (slower; the default pads per batch)
+        pad_to_max_length: bool = False,
         batch_size: PositiveInt = 32,
         eval_batch_size: PositiveInt = 64,
-        group_by_length: bool = True,  # batch training features of similar length together
-        max_train_examples: Optional[PositiveInt] = None,  # use only the first N questions
+        group_by_length: bool = True,
+        max_train_examples: Optional[PositiveInt] = None,
         max_eval_examples: Optional[PositiveInt] = None,
-        keep_no_answer: bool = False,  # keep unanswerable questions for training (SQuAD v2 / DuoRC)
-        skip_invalid: bool = False,  # skip and count invalid records instead of stopping at the first
+        keep_no_answer: bool = False,
+        skip_invalid: bool = False,
         num_workers: NonNegativeInt = 0,
         seed: NonNegativeInt = 0,
     ) -> None:

@@ -32,6 +32,25 @@ class NBestEntry:
     end_char: int
 
 
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """How logits become answers; one object for training (QAModule), prediction, IG and the analyses.
+
+    Args:
+        n_best: Start and end candidates kept per window, and entries kept per example.
+        max_answer_length: Longest answer span, in tokens.
+        version_2: SQuAD v2: allow the empty (no-answer) prediction.
+        null_threshold: v2: predict no answer when the null score beats the best span's by more than this.
+    """
+
+    n_best: int = 20
+    max_answer_length: int = 30
+    version_2: bool = False
+    null_threshold: float = 0.0
+
+
+DEFAULT_POSTPROCESS = PostprocessSettings()
+
 # One scored candidate before texts and probabilities: (score, start_logit, end_logit, feature, start, end).
 _Candidate = tuple[float, float, float, int, int, int]
 
@@ -42,16 +61,17 @@ def postprocess_predictions(
     start_logits: Sequence[Sequence[float]],
     end_logits: Sequence[Sequence[float]],
     *,
-    n_best: int = 20,
-    max_answer_length: int = 30,
-    version_2: bool = False,
-    null_threshold: float = 0.0,
+    n_best: int = DEFAULT_POSTPROCESS.n_best,
+    max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length,
+    version_2: bool = DEFAULT_POSTPROCESS.version_2,
+    null_threshold: float = DEFAULT_POSTPROCESS.null_threshold,
 ) -> tuple[dict[str, str], dict[str, list[NBestEntry]]]:
     """Best answer text and n-best list per example id.
 
     `start_logits[i]` / `end_logits[i]` belong to feature i; they may be padded (only the first
     len(features.input_ids[i]) values are read). v2: "" is predicted when the smallest null score
-    over the example's features beats the best span by more than `null_threshold`.
+    over the example's features beats the best span by more than `null_threshold`. With a
+    `PostprocessSettings`: `postprocess_predictions(..., **dataclasses.asdict(settings))`.
     """
     if len(start_logits) != len(features) or len(end_logits) != len(features):
         raise ValueError(f"got logits for {len(start_logits)}/{len(end_logits)} features, expected {len(features)}")

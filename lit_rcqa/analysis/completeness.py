@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
 from lit_rcqa.analysis.rows import RowBuffer
+from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.plots.report import Section
 
 COLUMNS: tuple[str, ...] = ("median", "p95", "max", "share_above", "steps_mean", "steps_min", "steps_max",
                             "steps_median", "steps_p95", "unconverged")
@@ -86,3 +89,40 @@ class CompletenessAccumulator:
     def n_unconverged(self) -> int:
         """(example, layer) pairs flagged as missing the accuracy target."""
         return int(self.unconverged.sum())
+
+
+# --- always on: the completeness section -------------------------------------------------------------------
+class _CompletenessAnalysis:
+    def __init__(self, context: Context):
+        self.acc = CompletenessAccumulator(list(context.layers))
+
+    def add(self, item: Item) -> None:
+        self.acc.add(item.record)
+
+    def finish(self, out) -> Output:
+        from lit_rcqa.plots.convergence import plot_convergence
+
+        acc, layers = self.acc, self.acc.layers
+        stats = acc.summary()  # [L, len(COLUMNS)]
+        flagged = (f" {acc.n_unconverged} (example, layer) pairs missed the accuracy target at the cap on "
+                   "evaluations (column unconverged); they are kept in the analyses above, counted here."
+                   if acc.n_unconverged else "")
+        section = Section("Completeness of the attributions",
+                          "δ = |ΣIG − (F(h) − F(b))| / |F(h) − F(b)| per example and layer: how far the "
+                          f"attributions' sum is from the change they explain. δ below {acc.threshold:g} for most "
+                          "examples means the integration used enough steps; the embedding layer converges slowest. "
+                          "The right panel shows the gradient evaluations each layer used." + flagged)
+        section.figures.append(out.figure("completeness", plot_convergence(acc.deltas.array(), acc.steps.array(),
+                                                                           layers)))
+        section.tables.append(out.table("completeness", ["layer", *COLUMNS], layer_rows(layers, *stats.T),
+                                        meta={"threshold": acc.threshold}))
+        series(out, "completeness", {"median δ": stats[:, 0], "95th percentile δ": stats[:, 1]},
+               "Completeness gap per layer", "completeness gap δ")
+        above = COLUMNS.index("share_above")
+        out.tracker.bar(f"{out.prefix}/completeness_share_above", layers, 100 * stats[:, above],
+                        f"Examples with δ above {acc.threshold:g}, per layer", "examples (%)")
+        return Output(section, {c: by_layer(layers, stats[:, j]) for j, c in enumerate(COLUMNS)})
+
+
+register(Analysis("completeness", "completeness gap δ and gradient evaluations per layer", _CompletenessAnalysis,
+                  always=True))

@@ -15,7 +15,9 @@ from typing import Iterable, Literal
 import numpy as np
 from scipy.special import entr
 
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.plots.report import Section
 
 Variant = Literal["all", "topk_retained", "topk_removed"]
 VARIANTS: tuple[str, ...] = ("all", "topk_retained", "topk_removed")
@@ -158,3 +160,45 @@ def mean_jsd_matrix(records: Iterable[AttributionRecord], layers: list[str], var
             break
         acc.add(record)
     return acc.mean()
+
+
+# --- the "jsd" analysis: a heatmap and a table per variant ---------------------------------------------------
+class _JSDAnalysis:
+    def __init__(self, context: Context):
+        self.layers = list(context.layers)
+        self.accs = {"jsd_all": JSDAccumulator(self.layers, "all")}
+        for k in context.jsd_k:
+            for variant in ("topk_retained", "topk_removed"):
+                self.accs[f"jsd_{variant}_k{k}"] = JSDAccumulator(self.layers, variant, k)
+
+    def add(self, item: Item) -> None:
+        for acc in self.accs.values():
+            acc.add(item.record)
+
+    def finish(self, out) -> Output:
+        from lit_rcqa.plots.heatmap import plot_jsd_heatmap
+
+        n = self.accs["jsd_all"].count
+        section = Section("Jensen–Shannon divergence between layers",
+                          f"Each cell is the JSD (bits, 0 to 1) between two layers' importance distributions over "
+                          f"the passage, averaged over {n} examples. JSD near 0: the two layers attend to the same "
+                          "passage tokens; near 1: to different ones. 'top-k retained' compares only each layer's k "
+                          "most important tokens, 'top-k removed' everything but them.")
+        off_diagonal = ~np.eye(len(self.layers), dtype=bool)
+        headline = {}
+        for name, acc in self.accs.items():
+            matrix = acc.mean()  # [L, L]
+            label = "all tokens" if acc.variant == "all" else f"{acc.variant.replace('_', ' ')}, k = {acc.k}"
+            section.figures.append(out.figure(name, plot_jsd_heatmap(matrix, self.layers,
+                                                                     f"JSD between layers ({label})"), label))
+            rows = [[layer, *row] for layer, row in zip(self.layers, matrix)]
+            section.tables.append(out.table(name, ["layer", *self.layers], rows,
+                                            meta={"variant": acc.variant, "k": acc.k, "n_examples": acc.count}))
+            values = matrix[off_diagonal]
+            headline[name] = {"min": float(values.min()) if values.size else None,
+                              "max": float(values.max()) if values.size else None}
+        return Output(section, headline)
+
+
+register(Analysis("jsd", "Jensen–Shannon divergence between the layers' importance over the passage (heatmaps)",
+                  _JSDAnalysis))

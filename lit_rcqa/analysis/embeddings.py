@@ -8,10 +8,14 @@ its context separating from the rest in later layers.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import numpy as np
 
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.sections import safe_name
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.plots.report import Section
 
 CATEGORIES: tuple[str, ...] = ("answer", "question", "context", "special", "other")
 SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[MASK]", "<s>", "</s>", "<pad>", "<mask>", "<cls>",
@@ -81,3 +85,72 @@ def record_categories(record: AttributionRecord, special_tokens=SPECIAL_TOKENS) 
     """[T] category of each of the record's tokens."""
     return token_categories(record.tokens, record.offsets, record.context, record.passage_start,
                             record.pred_start, record.pred_end, special_tokens)
+
+
+def hidden_rows(hidden: np.ndarray, scored: Sequence[str], wanted: Sequence[str], n_tokens: int) -> np.ndarray | None:
+    """[n, T', H] stored hidden states -> [len(wanted), n_tokens, H], or None when they do not cover them.
+
+    The store keeps either one row per scored layer (n == len(scored)) or one per model layer 0 … L.
+    """
+    h = np.asarray(hidden)
+    if h.ndim != 3 or h.shape[1] < n_tokens:
+        return None
+    if h.shape[0] == len(scored):
+        rows = [list(scored).index(name) for name in wanted]
+    else:
+        rows = [0 if name == "embeddings" else int(name.rsplit("_", 1)[1]) for name in wanted]
+        if max(rows) >= h.shape[0]:
+            return None
+    return h[rows, :n_tokens]
+
+
+# --- the "tsne" analysis: the first few examples with stored hidden states ----------------------------------
+TSNE_PERPLEXITY = 40.0     # the paper's
+
+
+class _TSNEAnalysis:
+    def __init__(self, context: Context):
+        self.layers = list(context.layers)
+        self.hidden, self.limit, self.progress = context.hidden, context.tsne_examples, context.progress
+        self.jobs: list[tuple[AttributionRecord, np.ndarray]] = []  # the shown examples, kept whole
+
+    def add(self, item: Item) -> None:
+        if len(self.jobs) >= self.limit or self.hidden is None:
+            return
+        record = item.record
+        h = self.hidden.get(record.example_id)
+        h = None if h is None else hidden_rows(h, item.scored, record.layers, len(record.tokens))
+        if h is not None:
+            self.jobs.append((record, h))
+
+    def finish(self, out) -> Output:
+        from tqdm.auto import tqdm
+
+        from lit_rcqa.plots.tsne import plot_tsne, plot_tsne_grid
+
+        section = Section("t-SNE of the hidden states",
+                          f"Each point is one token of one example at one layer, projected to 2-D by t-SNE "
+                          f"(perplexity {TSNE_PERPLEXITY:g}, clipped for short inputs): red the predicted answer, "
+                          "blue the question, green the answer's sentence, black the special tokens. Answer tokens "
+                          "drifting apart from the rest in later layers means those layers have singled out the "
+                          "answer.")
+        if not self.jobs:
+            section.notes.append("skipped: no stored hidden states for the analysed examples")
+            return Output(section)
+        for record, hidden in tqdm(self.jobs, disable=not self.progress, desc="t-SNE", unit="ex"):
+            cats, stem = record_categories(record), "tsne_" + safe_name(record.example_id)
+            panels = []
+            for name, h in zip(self.layers, hidden):  # h: [T, H]
+                points = tsne_points(h, TSNE_PERPLEXITY)  # [T, 2]
+                panels.append((points, cats, record.tokens))
+                # one key per example, one frame per layer: the tracker's slider walks the layers
+                section.figures.append(out.figure(f"{stem}_{name}", plot_tsne(points, cats, record.tokens,
+                                                                             f"{record.example_id} — {name}"),
+                                                  key=f"tsne/{safe_name(record.example_id)}", layer=name))
+            section.figures.append(out.figure(f"{stem}_grid", plot_tsne_grid(panels, self.layers),
+                                              f"{record.example_id}, all layers"))
+        return Output(section, {"examples": len(self.jobs)})
+
+
+register(Analysis("tsne", "t-SNE of each layer's hidden states for the first examples with stored hidden states",
+                  _TSNEAnalysis))

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lit_rcqa.analysis.divergence import normalize, passage_importance
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.plots.report import Section
 
 
 def tokens_in_span(offsets: np.ndarray, span: tuple[int, int]) -> np.ndarray:
@@ -74,3 +77,37 @@ class EvidenceAccumulator:
         if self.count == 0:
             raise ValueError("no records with an evidence span were added")
         return self.chance_total / self.count
+
+
+# --- the "evidence" analysis -------------------------------------------------------------------------------
+class _EvidenceAnalysis:
+    def __init__(self, context: Context):
+        self.acc = EvidenceAccumulator(list(context.layers))
+
+    def add(self, item: Item) -> None:
+        self.acc.add(item.record)
+
+    def finish(self, out) -> Output:
+        from lit_rcqa.plots.layers import plot_layer_series
+
+        section = Section("Ground truth: IG mass on the supporting sentence",
+                          "Share of each layer's passage importance on the sentence that answers the question "
+                          "(synthetic set); 'chance' is what a layer spreading importance evenly over the passage "
+                          "would score.")
+        acc, layers = self.acc, self.acc.layers
+        if acc.count == 0:
+            section.notes.append("skipped: no record has an evidence span (only the synthetic set has one)")
+            return Output(section, notes=["evidence skipped: no record has an evidence span"])
+        share, chance = acc.mean(), acc.chance()
+        lines = {"IG mass on evidence": share, "chance": np.full(len(share), chance)}
+        title, y = "IG mass on the supporting sentence", "share of passage importance"
+        section.figures.append(out.figure("evidence", plot_layer_series(lines, layers, y, title)))
+        series(out, "evidence", lines, title, y)
+        section.tables.append(out.table("evidence", ["layer", "share", "chance"],
+                                        layer_rows(layers, share, np.full(len(share), chance)),
+                                        meta={"n_examples": acc.count, "skipped": acc.skipped}))
+        return Output(section, {"share": by_layer(layers, share), "chance": chance})
+
+
+register(Analysis("evidence", "IG mass on the sentence that answers the question (synthetic set only)",
+                  _EvidenceAnalysis))

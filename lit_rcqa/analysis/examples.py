@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lit_rcqa.analysis.flips import FlipResult
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
 from lit_rcqa.analysis.words import PassageWords, top_word_indices
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.evaluation.metrics import exact_match_score, f1_score, max_over_golds
@@ -43,3 +44,23 @@ def example_row(record: AttributionRecord, words: PassageWords, confidence: floa
         top_words = [""] * len(record.layers)
     return [record.example_id, record.question, record.pred_text, GOLD_SEPARATOR.join(golds), em, f1,
             float(confidence), *deltas, *flipped, *top_words]
+
+
+# --- always on: the examples table -------------------------------------------------------------------------
+class _ExamplesTable:
+    def __init__(self, context: Context):
+        self.columns, self.k = example_columns(context.layers), context.top_k
+        self.rows: list[list] = []  # one short row per record
+
+    def add(self, item: Item) -> None:
+        self.rows.append(example_row(item.record, item.words, item.confidence, self.k, item.flips))
+
+    def finish(self, out) -> Output:
+        out.table("examples", self.columns, self.rows,
+                  meta={"top_k": self.k, "em_f1": "best over the gold answers, SQuAD v1.1 rules, in %",
+                        "flip": "zeroing the layer's top-1 passage token changed the predicted span (null: not run)",
+                        "gold": "gold answers joined by ' | '"})
+        return Output()
+
+
+register(Analysis("examples", "one row per analysed example", _ExamplesTable, always=True))

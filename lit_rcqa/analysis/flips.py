@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.sections import by_layer, series
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.plots.report import Section
 
 
 def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, passage_start: int, passage_end: int,
@@ -146,3 +149,57 @@ class FlipAccumulator:
 def _rate(count: np.ndarray, total: np.ndarray) -> np.ndarray:
     total = np.asarray(total, dtype=np.float64)
     return np.where(total > 0, count / np.maximum(total, 1), np.nan)
+
+
+# --- the "flips" analysis ----------------------------------------------------------------------------------
+class _FlipsAnalysis:
+    def __init__(self, context: Context):
+        self.layers = list(context.layers)
+        self.adapter = None if context.model is None else EncoderAdapter(context.model)
+        self.acc = FlipAccumulator(self.layers)
+        self.without_ids = 0   # records stored without input ids: nothing to re-run
+
+    def add(self, item: Item) -> None:
+        if self.adapter is None:
+            return
+        if item.record.input_ids is None:
+            self.without_ids += 1
+        else:
+            item.flips = self.acc.add(item.record, self.adapter)
+
+    def finish(self, out) -> Output:
+        from lit_rcqa.plots.layers import plot_layer_series
+
+        section = Section("Decision flips",
+                          "At each layer, the hidden state of the layer's top-1 IG passage token (or, as control, of "
+                          "a random other passage token) is zeroed and the layers above are run again: how often does "
+                          "the predicted span change? A ratio well above 1 means IG's top token matters more than "
+                          "chance.")
+        if self.adapter is None:
+            section.notes.append("skipped: no model was given, and flips re-run the model")
+            return Output(section, notes=["decision flips skipped: no model was given"])
+        acc, layers = self.acc, self.layers
+        if self.without_ids:
+            section.notes.append(f"{self.without_ids} records had no input ids and were left out")
+        if acc.n_mismatched:
+            section.notes.append(f"{acc.n_mismatched} records: the model's own span differs from the stored one "
+                                 "(flips compare against the model's)")
+        if acc.n_examples == 0:
+            section.notes.append("no record could be perturbed")
+            return Output(section)
+        top, rand, ratio = acc.top1_rate(), acc.random_rate(), acc.ratio()
+        lines = {"top-1 IG token": 100 * top, "random passage token": 100 * rand}
+        title, y = "Decision flips after zeroing one token", "predictions changed (%)"
+        section.figures.append(out.figure("flips", plot_layer_series(lines, layers, y, title)))
+        series(out, "flips", lines, title, y)
+        section.tables.append(out.table("flips", ["layer", "top1_rate", "random_rate", "ratio", "n"],
+                                        [[n, t, r, x, int(c)] for n, t, r, x, c in
+                                         zip(layers, top, rand, ratio, acc.n_top1)],
+                                        meta={"n_examples": acc.n_examples, "n_mismatched": acc.n_mismatched,
+                                              "ratio": "top1_rate / random_rate; null where random_rate is 0"}))
+        return Output(section, {"top1_rate": by_layer(layers, top), "random_rate": by_layer(layers, rand),
+                                "ratio": by_layer(layers, ratio), "n": acc.n_examples})
+
+
+register(Analysis("flips", "how often zeroing a layer's top-1 IG token changes the answer, against a random token "
+                  "(re-runs the model)", _FlipsAnalysis))

@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
 from lit_rcqa.analysis.rows import RowBuffer
+from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.analysis.words import answer_word_indices, record_words, top_word_indices
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.evaluation.metrics import exact_match_score, max_over_golds
+from lit_rcqa.plots.report import Section
 
 _QUANTIFIER = re.compile(r"\bhow\s+(many|much)\b", re.IGNORECASE)
 
@@ -159,3 +163,65 @@ class OutcomeAccumulator:
     def summary(self) -> dict[str, GroupSummary]:
         rows = self.rows.array()
         return quantifier_summary(rows[:, 0] > 0, rows[:, 1], rows[:, 2])
+
+
+# --- the "quantifiers" analysis ----------------------------------------------------------------------------
+class _QuantifiersAnalysis:
+    def __init__(self, context: Context):
+        self.layers = list(context.layers)
+        self.k = context.top_k
+        self.numeric = {group: NumericShareAccumulator(self.layers, self.k) for group in ("quantifier", "other")}
+        self.outcomes = OutcomeAccumulator()   # (is quantifier, EM %, confidence) per question
+        self.n_nbest = 0                       # questions whose confidence is the n-best probability
+
+    def add(self, item: Item) -> None:
+        record = item.record
+        quantifier = is_quantifier_question(record.question)
+        self.numeric["quantifier" if quantifier else "other"].add(record)
+        em = 100.0 * max_over_golds(exact_match_score, record.pred_text, list(record.gold_texts))
+        self.outcomes.add(quantifier, em, item.confidence)
+        self.n_nbest += item.nbest
+
+    def finish(self, out) -> Output:
+        from lit_rcqa.plots.layers import plot_layer_series
+
+        layers, n = self.layers, len(self.outcomes)
+        section = Section("Quantifier questions (how many / how much)",
+                          f"Share (%) of the passage's numerical words (other than the answer's) that reach each "
+                          f"layer's top-{self.k}, on quantifier questions and, for reference, on the others. The "
+                          "second table compares exact match and confidence of the two groups.")
+        shares = {}
+        for group, acc in self.numeric.items():
+            if acc.n_examples:
+                shares[group] = (acc.share(), acc.topk_share())
+            else:
+                section.notes.append(f"no {group} questions among the {n} examples")
+                shares[group] = (np.full(len(layers), np.nan),) * 2
+        lines = {f"{g} questions": s[0] for g, s in shares.items()}
+        title, y = "Numerical non-answer words reaching the top-k", "numerical words in top-k (%)"
+        section.figures.append(out.figure("quantifiers", plot_layer_series(lines, layers, y, title)))
+        series(out, "quantifiers", lines, title, y)
+        q, o = shares["quantifier"], shares["other"]
+        section.tables.append(out.table(
+            "quantifiers", ["layer", "quantifier_share", "quantifier_topk_share", "other_share", "other_topk_share"],
+            layer_rows(layers, q[0], q[1], o[0], o[1]),
+            meta={"k": self.k, "n_quantifier": self.numeric["quantifier"].n_examples,
+                  "n_other": self.numeric["other"].n_examples, "detector": "rule-based (CD stand-in)"}))
+        groups = self.outcomes.summary()
+        rows = [[g, s.n, s.em, s.confidence_mean, s.confidence_median] for g, s in groups.items()]
+        section.tables.append(out.table("quantifier_summary",
+                                        ["group", "n", "em", "confidence_mean", "confidence_median"], rows))
+        out.tracker.bar(f"{out.prefix}/quantifier_em", list(groups), [s.em for s in groups.values()],
+                        "Exact match: quantifier questions and the others", "exact match (%)")
+        headline = {"numeric_share": by_layer(layers, q[0]), "numeric_share_other": by_layer(layers, o[0]),
+                    **{g: {"n": s.n, "em": s.em, "confidence_mean": s.confidence_mean,
+                           "confidence_median": s.confidence_median} for g, s in groups.items()}}
+        notes = []
+        if 0 < self.n_nbest < n:
+            notes.append(f"{n - self.n_nbest} examples had no n-best probability; their confidence is the softmax "
+                         "start × end probability of the predicted span")
+        return Output(section, headline, notes)
+
+
+register(Analysis("quantifiers", "numerical words in the top-k on how-many/how-much questions; EM and confidence",
+                  _QuantifiersAnalysis))

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.analysis.words import answer_word_indices, record_words, top_word_indices
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.plots.report import Section
 
 ROLES: tuple[str, ...] = ("answer", "context", "question", "other")
 ANSWER, CONTEXT, QUESTION, OTHER = range(4)
@@ -120,3 +123,33 @@ class RoleAccumulator:
         totals = self.counts.sum(axis=1, keepdims=True)  # [n_layers, 1]
         shares = 100.0 * self.counts / np.maximum(totals, 1)
         return RoleTable(layers=list(self.layers), shares=shares, n_examples=self.n_examples)
+
+
+# --- the "roles" analysis ----------------------------------------------------------------------------------
+class _RolesAnalysis:
+    def __init__(self, context: Context):
+        self.acc = RoleAccumulator(list(context.layers), context.top_k, context.window)
+
+    def add(self, item: Item) -> None:
+        self.acc.add(item.record)
+
+    def finish(self, out) -> Output:
+        from lit_rcqa.plots.layers import plot_role_shares
+
+        acc, layers = self.acc, self.acc.layers
+        table = acc.table()
+        section = Section("Word roles among each layer's top-k words",
+                          f"Share (%) of each layer's top-{acc.k} passage words that are the predicted answer, "
+                          f"context (within {acc.window} words of it), question words found in the passage, or "
+                          "other; each row sums to 100. A rising answer share means the layer closes in on the "
+                          "answer.")
+        section.figures.append(out.figure("roles", plot_role_shares(table, layers)))
+        series(out, "roles", {role: table.shares[:, j] for j, role in enumerate(ROLES)},
+               "Word roles among the top-k words", "share of top-k words (%)")
+        section.tables.append(out.table("roles", ["layer", *ROLES], layer_rows(layers, *table.shares.T),
+                                        meta={"k": acc.k, "window": acc.window, "n_examples": table.n_examples}))
+        return Output(section, {role: by_layer(layers, table.shares[:, j]) for j, role in enumerate(ROLES)})
+
+
+register(Analysis("roles", "share of answer, context, question and other words among each layer's top-k words",
+                  _RolesAnalysis))

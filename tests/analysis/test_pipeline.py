@@ -202,6 +202,19 @@ def test_quantifier_confidence_comes_from_the_nbest_probability_where_given(tmp_
     assert "n-best probability" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
+def test_a_record_carrying_its_nbest_probability_needs_no_mapping(tmp_path):
+    records = make_records()
+    records[0] = dataclasses.replace(records[0], nbest_probability=0.3)
+    records[2] = dataclasses.replace(records[2], nbest_probability=0.5)
+    summary = run_analyses(Source(records), tmp_path, analyses=("quantifiers",), nbest_probability={"q0": 0.9},
+                           progress=False)  # the record's own value wins over a mapping's
+    assert summary["quantifiers"]["quantifier"]["confidence_mean"] == pytest.approx(0.4)   # q0, q2
+    assert summary["quantifiers"]["other"]["confidence_mean"] == pytest.approx(0.9 * 0.8)  # start × end fallback
+    assert any(note.startswith("4 examples had no n-best probability") for note in summary["notes"])
+    rows = read_json(tmp_path / "tables" / "examples.json")["rows"]
+    assert [r["confidence"] for r in rows[:3]] == pytest.approx([0.3, 0.9 * 0.8, 0.5])
+
+
 def test_the_progress_bar_counts_the_records_there_are(tmp_path, capsys):
     """20 records under the default cap of 1000: the bar reads 6/6, never 6/1000."""
     run_analyses(Source(make_records()), tmp_path, analyses=("roles",), progress=True, total=6)

@@ -14,8 +14,9 @@ import weakref
 
 import numpy as np
 
-from lit_rcqa.analysis.pipeline import ALL_ANALYSES, _Pass
-from lit_rcqa.attribution.layers import EncoderAdapter
+from lit_rcqa.analysis import registry
+from lit_rcqa.analysis.pipeline import AnalysisPass
+from lit_rcqa.analysis.registry import Context
 from tests.analysis.records import make_record
 from tests.conftest import make_tiny_qa_model
 
@@ -51,22 +52,23 @@ def retained_bytes(root) -> int:
     return total
 
 
-def pass_state(state: _Pass) -> dict:
+def pass_state(state: AnalysisPass) -> dict:
     # The model is no per-example state; the per-example table (one short row per example, by design) is
     # measured on its own below.
-    return {k: v for k, v in vars(state).items() if k not in ("adapter", "examples")}
+    return {name: {k: v for k, v in vars(acc).items() if k != "adapter"}
+            for name, acc in state.running.items() if name != "examples"}
 
 
 def test_the_pass_state_grows_by_a_few_bytes_per_example_and_holds_no_record():
     rng = np.random.default_rng(0)
-    adapter = EncoderAdapter(make_tiny_qa_model("bert", layers=2))
-    state = _Pass(LAYERS, list(ALL_ANALYSES), top_k=5, jsd_k=(2, 5), window=5, adapter=adapter)
+    context = Context(tuple(LAYERS), top_k=5, jsd_k=(2, 5), window=5, model=make_tiny_qa_model("bert", layers=2))
+    state = AnalysisPass(context, registry.names())
 
     def feed(n: int) -> list[weakref.ref]:
         refs = []
         for _ in range(n):
             record = long_record(state.n, rng)
-            state.add(record, LAYERS, hidden=None, confidence=0.5, tsne_examples=3, html_examples=5)
+            state.add(record, LAYERS, confidence=0.5, nbest=True)
             refs.append(weakref.ref(record.importance))
         return refs
 
@@ -78,10 +80,12 @@ def test_the_pass_state_grows_by_a_few_bytes_per_example_and_holds_no_record():
     # δ: 3 float64; outcomes: 3 float64; up to 2x spare capacity -> at most 96 bytes
     assert per_example <= 100, f"{per_example:.0f} bytes kept per example"
     assert all(ref() is None for ref in refs), "a record's importance array is still referenced"
-    assert state.n == 160 and state.flips.n_examples == 160 and len(state.highlights) == 5
+    running = state.running
+    assert state.n == 160 and running["flips"].acc.n_examples == 160 and len(running["html"].pages) == 5
     # The examples table: one row per example of scalars and short strings (the top-5 words per layer), no
     # array and nothing that grows with the passage (400 words here).
-    assert len(state.examples) == 160
-    row_bytes = retained_bytes(state.examples[10:]) / 150
+    rows = running["examples"].rows
+    assert len(rows) == 160
+    row_bytes = retained_bytes(rows[10:]) / 150
     assert row_bytes <= 3000, f"{row_bytes:.0f} bytes per examples-table row"
-    assert not any(isinstance(v, np.ndarray) and v.size > 1 for row in state.examples for v in row)
+    assert not any(isinstance(v, np.ndarray) and v.size > 1 for row in rows for v in row)

@@ -18,25 +18,23 @@ every shard on disk is complete (they are written atomically), so the same comma
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import gc
-import logging
-import os
-import signal
 import sys
-import threading
 import typing
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
-from lit_rcqa import runs, tracking
+from lit_rcqa import console, process, runs, tracking
 from lit_rcqa.errors import UserError
-from lit_rcqa.process import signal_handlers
+from lit_rcqa.tracking import LoggerKind
 
-LoggerKind = Literal["wandb", "csv", "tensorboard", "none"]
+if TYPE_CHECKING:
+    from lit_rcqa.attribution.run import IGCallbacks
+
+# The stderr line of a stop signal (`process.stop_on_signals`).
+INTERRUPTED = "analyze.py: interrupted by {signal}; finished shards are kept, re-run the same command to resume"
 
 
 def _opt(default: Any, help: str):
@@ -132,9 +130,11 @@ def ig_settings(cfg: AnalyzeConfig):
                       max_steps=cfg.max_steps, max_batch_tokens=cfg.max_batch_tokens)
 
 
-def run_analyze(cfg: AnalyzeConfig) -> int:
+def run_analyze(cfg: AnalyzeConfig, *, ig_callbacks: Optional[IGCallbacks] = None) -> int:
     """IG (unless --skip-ig), then the analyses on rank 0. Every mistake is a UserError before files are written.
 
+    `ig_callbacks` build the IG prediction loop's callbacks, the shard writer among them (analyze.py passes
+    `callbacks.ig_callbacks`); only --skip-ig runs without them.
     One analyze.py at a time per --out: the folder is locked from the first look at its contents until the
     report is written (`out_dir_lock`); a second one is refused in one line and writes nothing."""
     from lit_rcqa.attribution import store
@@ -152,7 +152,7 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
     out = Path(cfg.out) if cfg.out else run.run_dir / "analysis"
     check_out_dir(out)  # never write into a folder that is not ours
     model = load_model(run)
-    read_all_weights(model)
+    process.read_all_weights(model)
     with contextlib.ExitStack() as held:  # the --out lock, until the report is written
         # 2. IG into shards (every rank), or reuse them
         if cfg.skip_ig:
@@ -167,30 +167,19 @@ def run_analyze(cfg: AnalyzeConfig) -> int:
                                 baseline=cfg.baseline, hidden_examples=cfg.hidden_examples,
                                 hidden_dtype=cfg.hidden_dtype, batch_size=cfg.batch_size,
                                 accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                                progress=cfg.progress, after_example=release_freed_memory)
-            ig = run_ig(run, out, settings, options, model=model, hold=held)
+                                progress=cfg.progress)
+            ig = run_ig(run, out, settings, options, model=model, callbacks=ig_callbacks, hold=held)
             if not ig.is_global_zero:
                 return 0
         resolved = dataclasses.replace(cfg, run=str(run.run_dir), out=str(out))
-        _write_text_atomic(out / "analyze_config.yaml",
-                           build_parser().dump(dataclasses.asdict(resolved), skip_none=False))
+        process.write_text_atomic(out / "analyze_config.yaml",
+                                  build_parser().dump(dataclasses.asdict(resolved), skip_none=False))
         # 3. analyses and report (rank 0)
         summary: dict[str, Any] = {}
         if chosen:
             summary = _run_analyses(resolved, run, out, model, chosen, ig)
         _print_summary(out, ig, summary, chosen)
     return 0
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Temp file, then rename: as runs.write_json_atomic names it (`.<name>.tmp-<pid>`), which the next run
-    recognises (and removes once its writer is gone) should this process be killed in between."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], ig) -> dict:
@@ -214,11 +203,10 @@ def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], 
     logger, model_ref = lineage.open_tracker(cfg.logger, cfg.wandb_project, dataclasses.asdict(cfg), run.run_dir,
                                              run.name, out, manifest)
     try:
-        summary = run_analyses(lambda: trimmed(store.iter_records(out)), out, analyses=chosen,
-                               hidden=store.load_hidden(out), model=model,
-                               nbest_probability=store.nbest_probabilities(out),
-                               max_examples=cfg.max_analysis_examples, run_info=run_info, logger=logger,
-                               progress=cfg.progress, total=len(store.finished_ids(out)))
+        summary = run_analyses(lambda: process.trimmed(store.iter_records(out)), out, analyses=chosen,
+                               hidden=store.load_hidden(out), model=model, max_examples=cfg.max_analysis_examples,
+                               run_info=run_info, logger=logger, progress=cfg.progress,
+                               total=len(store.finished_ids(out)))
     except BaseException:
         tracking.finish(logger, success=False)  # an interrupted run stays resumable: tracker.json is unfinished
         raise
@@ -266,124 +254,17 @@ def _print_summary(out: Path, ig, summary: dict, chosen: list[str]) -> None:
     print("\n".join("  " + ln for ln in lines), flush=True)
 
 
-# --- the process: memory and signals -------------------------------------------------------------------
-def _glibc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018  (glibc only)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _glibc()
-
-
-def release_freed_memory(*_) -> None:
-    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; elsewhere nothing).
-
-    Tensors of a few hundred KiB up to 32 MiB come from glibc's heap; with every example a different length
-    the heap fragments, and free pages between live blocks stay resident: RSS crept up with the number of
-    examples. Trimmed between examples, the heap holds about what one example needs. The price is faulting
-    that memory in again once per example: +15 % CPU time measured on MiniLM at m = 4, where an example
-    takes about a second; paid once per example, it is a small share at the default m = 50 (10-40 s each).
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def trimmed(records: Iterable) -> Iterator:
-    """The same items; the heap is trimmed after each one is processed."""
-    for item in records:
-        yield item
-        release_freed_memory()
-
-
-def read_all_weights(model) -> None:
-    """Read every weight once, so the model's footprint is resident from the start.
-
-    `from_pretrained` memory-maps model.safetensors: a page of the word-embedding matrix became resident only
-    when an example first used a token id on it, so RSS crept up with the number of examples (by up to the
-    whole matrix: 45 MiB for MiniLM, 89 MiB for BERT-base). Reading is enough; nothing is copied.
-    """
-    import torch
-
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            tensor.sum()
-
-
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived. A BaseException, so that no `except Exception` on the way swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _is_launcher() -> bool:
-    """False in the DDP processes Lightning starts (LOCAL_RANK > 0): the launcher alone reports."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
-@dataclass
-class Stop:
-    """The first stop signal received, and whether its one stderr line was written."""
-
-    signum: Optional[int] = None
-    reported: bool = False
-
-    def report(self) -> int:
-        """Write the line once (launcher process only); the exit status 128 + signal number."""
-        if not self.reported and _is_launcher():
-            print(f"analyze.py: interrupted by {signal.Signals(self.signum).name}; finished shards are kept, "
-                  "re-run the same command to resume", file=sys.stderr, flush=True)
-        self.reported = True
-        return 128 + self.signum
-
-
-@contextlib.contextmanager
-def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
-    """While inside, SIGTERM and SIGINT raise `Interrupted` in the main thread; a second one exits at once.
-
-    Why this is needed: while `Trainer.predict` runs, Lightning replaces the SIGTERM handler with one that only
-    sets `trainer.received_sigterm`, which its fit and validation loops read but the prediction loop does
-    not: a SIGTERM during IG was ignored until every example was done. Lightning still calls the handler it
-    found installed (this one) after its own, and its teardown puts this one back.
-    """
-    stop = Stop()
-    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.signum is not None:  # the cleanup after the first signal takes too long: leave now
-            os._exit(stop.report())  # every shard on disk is complete either way (atomic writes)
-        stop.signum = signum
-        raise Interrupted(signum)
-
-    with signal_handlers(signums, handler):  # a signal ignored from the start stays ignored
-        yield stop
-
-
-def _quiet_libraries() -> None:
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")  # examples are scored in the main process
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning's own deprecation notice
-    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import: quiet them afterwards)
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    with stop_on_signals() as stop:
+def main(argv: Optional[list[str]] = None, *, ig_callbacks: Optional[IGCallbacks] = None) -> int:
+    """analyze.py: parse `argv`, run, exit status. `ig_callbacks`: see `run_analyze` (the root analyze.py
+    passes `callbacks.ig_callbacks`)."""
+    with process.stop_on_signals(INTERRUPTED) as stop:
         try:
-            _quiet_libraries()
-            return run_analyze(parse_args(list(sys.argv[1:] if argv is None else argv)))
+            console.quiet_libraries()
+            return run_analyze(parse_args(list(sys.argv[1:] if argv is None else argv)), ig_callbacks=ig_callbacks)
         except UserError as err:
             print(f"analyze.py: error: {err}", file=sys.stderr)
             return 2
-        except Interrupted:
+        except process.Interrupted:
             pass
         # Out of the except block the traceback is gone; collecting it closes any progress bar it still
         # held, so the line starts on a line of its own.

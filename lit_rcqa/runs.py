@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from lit_rcqa.errors import UserError
+from lit_rcqa.process import is_launcher, write_json_atomic
+
+is_rank_zero = is_launcher  # the launcher is rank 0 (cli.py's name for it)
 
 STATUS_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -42,14 +45,6 @@ def run_name(requested: Optional[str], stem: str) -> str:
 
 def forget_run_name() -> None:
     os.environ.pop(_NAME_ENV, None)
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON so a reader never sees half a file: temp file in the same folder, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1, ensure_ascii=False)
-    os.replace(tmp, path)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -87,7 +82,7 @@ def open_run(root: str, name: str, *, kind: str, resume: bool,
     if status.get("status") == "complete" and not resume:
         raise UserError(f"run directory {run_dir} already holds a complete run: choose another --run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if is_rank_zero():  # the launcher locks and writes run.json; its DDP children only join
+    if is_launcher():  # the launcher locks and writes run.json; its DDP children only join
         stale_pid = _lock(run_dir)
         if stale_pid is not None:
             notify(f"taking over {run_dir}: its lock names process {stale_pid}, which is no longer running")
@@ -133,11 +128,6 @@ def _unlock(run_dir: Path) -> None:
         os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing releases the flock
-
-
-def is_rank_zero() -> bool:
-    # Lightning sets these in the processes it launches; the launching process is rank 0.
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def close_runs(status: str) -> None:

@@ -54,7 +54,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as train.py and anal
 # default SIGINT/SIGTERM, as a shell starts a foreground job, even when the test run ignores them
 for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, signal.SIG_DFL)
-from lit_rcqa.analyze import main as analyze
+from analyze import main as analyze
 from lit_rcqa.cli import main as train
 jobs, logs = json.loads(sys.argv[1]), sys.argv[2]
 codes = {}

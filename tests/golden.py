@@ -20,7 +20,7 @@ ARGS = ["--num-examples", "6", "--hidden-examples", "2", "--logger", "none", "--
 
 def compute(root: Path) -> Path:
     """Train-free tiny run + the default analyze.py (adaptive IG, every analysis) -> the output folder."""
-    from lit_rcqa.analyze import main
+    from analyze import main
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the golden folder was computed on one thread

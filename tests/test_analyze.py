@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from lit_rcqa.analyze import main
+from analyze import main  # the root script's: it passes the app's IG callbacks
 from lit_rcqa.attribution import store
 from lit_rcqa.paths import REPO_ROOT
 from tests.tiny_run import make_tiny_run

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_rcqa.analyze import main
+from analyze import main
 from lit_rcqa.attribution import store
 from lit_rcqa.paths import REPO_ROOT
 from tests.test_analyze import FAST, one_error_line

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lit_rcqa.analyze import main, stop_on_signals
+from analyze import main
+from lit_rcqa.analyze import INTERRUPTED
 from lit_rcqa.attribution import store
+from lit_rcqa.process import Interrupted, stop_on_signals
 from lit_rcqa.paths import REPO_ROOT
 from tests.test_analyze import FAST, analyze, assert_same_records, one_thread
 from tests.tiny_run import make_tiny_run
@@ -112,7 +114,7 @@ def test_a_signal_mid_ig_stops_promptly_in_one_line_and_the_rerun_resumes(tmp_pa
 
 def test_handlers_are_restored_after_main_and_outside_the_block():
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    with stop_on_signals():
+    with stop_on_signals(INTERRUPTED):
         assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
     assert {s: signal.getsignal(s) for s in before} == before
     assert main(["--run", "/nonexistent/run", *FAST]) == 2
@@ -120,9 +122,7 @@ def test_handlers_are_restored_after_main_and_outside_the_block():
 
 
 def test_a_signal_inside_the_block_raises_and_reports_once(capsys):
-    from lit_rcqa.analyze import Interrupted
-
-    with pytest.raises(Interrupted), stop_on_signals() as stop:
+    with pytest.raises(Interrupted), stop_on_signals(INTERRUPTED) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises at the next bytecode; never reached
     assert stop.signum == signal.SIGTERM

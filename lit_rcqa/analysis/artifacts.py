@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 
 from lit_rcqa import tracking
 from lit_rcqa.plots.report import FigureRef, TableData
+from lit_rcqa.process import write_bytes_atomic, write_text_atomic
 
 
 def plain(value: Any) -> Any:
@@ -35,19 +35,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _replace_into(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.lit_rcqa.tmp-{os.getpid()}")  # a name no user file has
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    _replace_into(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 class ArtifactWriter:
@@ -66,7 +53,9 @@ class ArtifactWriter:
         """Save as `figures/<name>.png`, send it as an image (under `key`, default `name`; with `layer`, as that
         layer's frame of the key), then release the figure's artists."""
         rel = f"figures/{name}.png"
-        _replace_into(self.out_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_bytes_atomic(self.out_dir / rel, png.getvalue())
         self.tracker.image(f"{self.prefix}/{key or name}", self.out_dir / rel, layer, caption)
         fig.clear()
         self.files.append(rel)

@@ -6,9 +6,10 @@ empty or an analysis folder of ours (a manifest, or shards that lost theirs); lo
 per folder); check its manifest (model fingerprint, data, IG settings; a different resume is refused) and
 every shard's own settings; write the manifest; remove what killed runs left (temp files of dead writers,
 tensor files without a sidecar); (4) skip the examples already in complete shards; (5)
-`Trainer(inference_mode=False).predict` with `AttributionSystem` and `IGShardWriter`, `return_predictions=False`
-(memory stays flat). Under DDP every rank takes whole examples (example k of the remaining ones goes to rank
-k mod world size) and writes its own shards.
+`Trainer(inference_mode=False).predict` with `AttributionSystem` and the caller's callbacks (`IGCallbacks`:
+the app's shard writer, which calls `store.write_shard`, and whatever else it wants in the loop),
+`return_predictions=False` (memory stays flat). Under DDP every rank takes whole examples (example k of the
+remaining ones goes to rank k mod world size) and writes its own shards.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional, Protocol
 
 import yaml
 from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from lit_rcqa import runs
+from lit_rcqa import process, runs
 from lit_rcqa.attribution import store
 from lit_rcqa.attribution.integrated_gradients import IGSettings
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
@@ -131,7 +133,6 @@ class IGOptions:
     devices: Any = 1
     strategy: str = "auto"
     progress: bool = True
-    after_example: Optional[Callable[[], None]] = None  # called after each example's IG (process upkeep)
 
 
 @dataclass
@@ -178,9 +179,11 @@ def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: 
     }
 
 
-# Temp names of the top-level files, as runs.write_json_atomic (manifest.json) and analyze.py
-# (analyze_config.yaml) write them: `.<name>.tmp-<pid>`; a process killed inside the write leaves one behind.
-TOP_TEMP_PATTERN = re.compile(r"^\.(?:manifest\.json|analyze_config\.yaml)\.tmp-(?P<pid>\d+)$")
+# Temp names of the top-level files (manifest.json, analyze_config.yaml), as `process.write_bytes_atomic` writes
+# them (`.<name>.lit_rcqa.tmp-<host>-<pid>`) or older versions did (`.<name>.tmp-<pid>`, on this host); a process
+# killed inside the write leaves one behind.
+TOP_TEMP_PATTERN = re.compile(r"^\.(?:manifest\.json|analyze_config\.yaml)(?:\.tmp-|"
+                              + re.escape(process.TEMP_MARKER) + r"(?P<host>[A-Za-z0-9_.-]+)-)(?P<pid>\d+)$")
 
 
 def _our_temp(path: Path, out_dir: Path) -> bool:
@@ -215,7 +218,7 @@ def clean_leftovers(out_dir: Path) -> None:
     prediction loop starts: no rank of this launch writes yet, and no other launch may write here."""
     for path in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
         m = TOP_TEMP_PATTERN.match(path.name)
-        if m and not store.pid_is_alive(int(m.group("pid"))):  # pid-only names: written on this host
+        if m and process.writer_is_gone(m.group("host"), int(m.group("pid"))):
             path.unlink(missing_ok=True)
     scores = out_dir / store.SCORES_DIR
     if scores.is_dir():
@@ -233,7 +236,7 @@ def out_dir_lock(out_dir: Path) -> Iterator[None]:
     to take over, and no lock file among the results. DDP ranks that Lightning starts (LOCAL_RANK > 0) run
     inside their launcher's lock and take none. A second process is refused in one line naming the holder.
     (runs.py's run-folder lock writes `.lock` and run.json and speaks of --run.name: not for this folder.)"""
-    if not _is_launcher():
+    if not process.is_launcher():
         yield
         return
     try:
@@ -313,26 +316,32 @@ class _IGData(LightningDataModule):
         return DataLoader(self.items, batch_size=self.batch_size, sampler=sampler, collate_fn=list)
 
 
-def _is_launcher() -> bool:
-    """True in the process that starts the run (DDP children re-run the script with LOCAL_RANK > 0)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+class IGCallbacks(Protocol):
+    """Builds the prediction loop's callbacks; among them, the one that writes each batch's records to disk
+    (`store.write_shard(out_dir, records, rank=..., settings=settings)`). The app's: `callbacks.ig_callbacks`."""
+
+    def __call__(self, out_dir: Path, settings: dict[str, Any], total: int, progress: bool) -> list[Callback]:
+        """`settings`: what every shard says it was computed with; `total`: examples to score; `progress`:
+        whether to show a progress bar."""
 
 
 def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: IGOptions = IGOptions(),
-           model=None, *, hold: Optional[contextlib.ExitStack] = None) -> IGRun:
-    """Score the run's first `num_examples` dev questions with layer-wise IG into `<out_dir>/scores/`.
+           model=None, *, callbacks: Optional[IGCallbacks] = None,
+           hold: Optional[contextlib.ExitStack] = None) -> IGRun:
+    """Score the run's first `num_examples` dev questions with layer-wise IG into `<out_dir>/scores/`, through
+    the prediction-loop callbacks `callbacks` builds (they write the shards).
 
     The folder is locked (`out_dir_lock`) from the first look at its contents to the return, or, given `hold`,
     until the caller closes that stack (analyze.py keeps it for its analyses)."""
+    if callbacks is None:
+        raise TypeError("run_ig needs callbacks=: a factory of the prediction loop's callbacks, one of which writes "
+                        "the shards (analyze.py passes callbacks.ig_callbacks); without them nothing is written")
     with contextlib.ExitStack() as own:
-        return _run_ig(run, Path(out_dir), settings, options, model, hold if hold is not None else own)
+        return _run_ig(run, Path(out_dir), settings, options, model, callbacks, hold if hold is not None else own)
 
 
 def _run_ig(run: TrainedRun, out_dir: Path, settings: IGSettings, options: IGOptions, model,
-            hold: contextlib.ExitStack) -> IGRun:
-    from callbacks.ig_writer import IGShardWriter
-    from callbacks.progress import ExampleProgress
-
+            callbacks: IGCallbacks, hold: contextlib.ExitStack) -> IGRun:
     check_out_dir(out_dir)
     # 1-2. model, layers (validated before anything is written), dev subset
     model = load_model(run) if model is None else model
@@ -347,26 +356,25 @@ def _run_ig(run: TrainedRun, out_dir: Path, settings: IGSettings, options: IGOpt
     old = check_manifest(out_dir, manifest)
     shard_settings = store.settings_of(manifest)
     done = store.finished_ids(out_dir, shard_settings)  # also refuses damaged or edited shards
-    if _is_launcher():
+    if process.is_launcher():
         scores = out_dir / store.SCORES_DIR
         scores.mkdir(parents=True, exist_ok=True)
         if old is None:
-            runs.write_json_atomic(out_dir / store.MANIFEST, manifest)
+            process.write_json_atomic(out_dir / store.MANIFEST, manifest)
         clean_leftovers(out_dir)  # before the prediction loop: no rank writes yet
     # 4. resume: skip finished examples
     todo = [p for p, ex in enumerate(split.examples) if ex.id not in done]
     names = [layer_name(i) for i in layers]
     if not todo:
-        return IGRun(_is_launcher(), len(split.examples), 0, 0.0, names)
+        return IGRun(process.is_launcher(), len(split.examples), 0, 0.0, names)
     # 5. the prediction loop
     system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), explain=options.explain,
                                baseline=options.baseline, hidden_examples=options.hidden_examples,
-                               hidden_dtype=options.hidden_dtype, after_example=options.after_example)
-    callbacks = [IGShardWriter(out_dir, shard_settings)] + ([ExampleProgress(len(todo))] if options.progress else [])
+                               hidden_dtype=options.hidden_dtype)
     trainer = Trainer(accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
                       inference_mode=False, logger=False, enable_checkpointing=False, enable_model_summary=False,
                       enable_progress_bar=False, use_distributed_sampler=False, default_root_dir=str(out_dir),
-                      callbacks=callbacks)
+                      callbacks=callbacks(out_dir, shard_settings, len(todo), options.progress))
     started = time.perf_counter()
     with warnings.catch_warnings():
         # The system, not the datamodule, says how its batches (python objects) move: that is intended.

@@ -1,12 +1,14 @@
-"""The one reader of stored layer-wise IG results: `<out>/manifest.json` and the shards in `<out>/scores/`.
+"""The on-disk format of layer-wise IG results, both ways: `<out>/manifest.json` and the shards in `<out>/scores/`.
 
     from lit_rcqa.attribution import store
+    store.write_shard(out, records, rank=0, settings=store.settings_of(manifest))  # one shard, atomically
     records = store.load("runs/NAME/analysis")        # {example id: AttributionRecord}, in dev order
     rec = records[next(iter(records))]
     rec.tokens, rec.layers, rec.importance            # [T] pieces, names, [n_layers, T] float32
 
-Format (schema 2), written by `callbacks.ig_writer.IGShardWriter`, one shard per (rank, batch):
-  scores/<PPPPPPPP>-r<RR>.safetensors  per example k of the shard (T = its real tokens, n = layers):
+Format (schema 3), one shard per (rank, batch) of the prediction loop (`write_shard`):
+  scores/<PPPPPPPP>-r<RR>.safetensors  per example k of the shard, its record's `array` fields (see
+      `lit_rcqa.attribution.record`; T = its real tokens, n = layers):
       k.importance [n, T] f32   k.signed [n, T] f32   k.delta [n] f64   k.steps [n] i32
       k.offsets [T, 2] i64 (char offsets into the context; -1 outside the passage)
       k.input_ids [T] i64       k.token_type_ids [T] i64 (absent for encoders without segment ids)
@@ -14,41 +16,50 @@ Format (schema 2), written by `callbacks.ig_writer.IGShardWriter`, one shard per
   scores/<PPPPPPPP>-r<RR>.hidden.safetensors  (optional) k -> [n, T, d] f16/f32 hidden states h_ℓ
   scores/<PPPPPPPP>-r<RR>.json  the commit marker, written last: schema, file names, sizes and SHA-256
       of the tensor files, `settings` (what the shard was computed with: `settings_of(manifest)`), and per
-      example its id, dev position, text fields, tokens, spans and probs; its own `sha256` over all of that
-      (`encode_sidecar`), so an edited or damaged sidecar is refused like a damaged tensor file.
+      example every other field of its record (id, dev position, text fields, tokens, spans, probabilities,
+      the n-best probability, the explained window, ...) plus `hidden` (whether row k has hidden states);
+      its own `sha256` over all of that (`encode_sidecar`), so an edited or damaged sidecar is refused like a
+      damaged tensor file.
 P is the dev position of the shard's first example, R the rank. No file of a shard is ever replaced: should
 any file of that name exist (a resume next to a damaged shard, tensor files of a killed writer), the writer
 adds `-N` (`<P>-r<R>-1.json`). Files are written to a temp name (`.<name>.lit_rcqa.tmp-<host>-<pid>`,
-`temp_path`) and committed without replacing, sidecar last, so a shard is complete or absent.
+`process.temp_path`) and committed without replacing, sidecar last, so a shard is complete or absent.
 Only JSON and safetensors are ever parsed: nothing is unpickled.
 
+The record's fields drive both directions (`COLUMNS`): a new field is one edit in record.py, plus
+SCHEMA_VERSION + 1. Schema 2 is the same layout (before records carried the n-best probability, the window
+and F(h), which its sidecars hold too); schema 1 had no settings and no sidecar checksum.
+
 Every shard must agree with the folder's manifest (or, without one, with the other shards) on every setting
-that changes the numbers; a mismatch is refused naming the folder and the settings. Schema 1 (no settings,
-no sidecar checksum) is still read, but only under the schema 1 manifest written with it.
+that changes the numbers; a mismatch is refused naming the folder and the settings. Schema 1 shards are
+still read, but only under the schema 1 manifest written with them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 import re
-import socket
+import types
+import typing
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from lit_rcqa import process
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.errors import UserError
+from lit_rcqa.process import TEMP_MARKER, temp_path  # noqa: F401  (the shards' temp names)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEGACY_SCHEMA = 1        # before shards carried their settings and sidecars their own checksum
+SCHEMAS = (LEGACY_SCHEMA, 2, SCHEMA_VERSION)  # every schema this version reads
 SCORES_DIR = "scores"
 MANIFEST = "manifest.json"
 SHARD_PATTERN = re.compile(r"^(\d{8})-r(\d{2,})(?:-(\d+))?\.json$")
-TEMP_MARKER = ".lit_rcqa.tmp-"
 # Only files this package left behind: a shard file's name, our marker, the writer's host and pid (the host is
 # absent in names written before it was added), never a user's `.x.tmp-1`.
 TEMP_PATTERN = re.compile(r"^\.\d{8}-r\d{2,}(?:-\d+)?(?:\.hidden)?\.(?:safetensors|json)"
@@ -58,15 +69,70 @@ TENSOR_PATTERN = re.compile(r"^(\d{8}-r\d{2,}(?:-\d+)?)(?:\.hidden)?\.safetensor
 SHARD_SUFFIXES = (".json", ".safetensors", ".hidden.safetensors")
 # Manifest keys that change no example's numbers: a moved run folder, how many dev questions were asked for.
 NOT_SETTINGS = ("schema", "model.path", "data.num_examples")
-# Per-example arrays of a shard: name -> (dtype, shape in terms of n = layers, T = tokens).
-ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "importance": ("float32", ("n", "T")), "signed": ("float32", ("n", "T")), "delta": ("float64", ("n",)),
-    "steps": ("int32", ("n",)), "offsets": ("int64", ("T", "2")), "input_ids": ("int64", ("T",)),
-    "token_type_ids": ("int64", ("T",)), "converged": ("bool", ("n",)),
-}
-OPTIONAL_ARRAYS = ("token_type_ids", "converged")
-EXAMPLE_KEYS = ("id", "position", "question", "context", "tokens", "passage_start", "passage_end", "layers",
-                "pred_start", "pred_end", "pred_text", "start_prob", "end_prob", "gold_texts")
+
+
+# --- the field table: how each field of AttributionRecord is stored -------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str                   # the record's field
+    key: str                    # its name on disk: "k.<key>" in the tensor file, or the sidecar's per-example key
+    kind: str                   # "array" (tensor file), "hidden" (hidden-state file) or "json" (sidecar)
+    required: bool              # every stored record has it (else: absent in some shards, read as the default)
+    hint: Any = None            # the field's type (json: how a JSON value becomes the field's value)
+    dtype: str = ""             # array: numpy dtype
+    shape: tuple[str, ...] = ()  # array: in terms of n (layers), T (tokens), or a literal size
+
+
+def _columns() -> tuple[Column, ...]:
+    hints = typing.get_type_hints(AttributionRecord)
+    columns = []
+    for f in dataclasses.fields(AttributionRecord):
+        meta = f.metadata
+        required = bool(meta.get("required")) or (f.default is dataclasses.MISSING
+                                                  and f.default_factory is dataclasses.MISSING)
+        if "array" in meta:
+            dtype, shape = meta["array"]
+            columns.append(Column(f.name, meta.get("key", f.name), "array", required, dtype=dtype, shape=shape))
+        else:
+            kind = "hidden" if meta.get("hidden") else "json"
+            columns.append(Column(f.name, meta.get("key", f.name), kind, required, hints[f.name]))
+    return tuple(columns)
+
+
+COLUMNS = _columns()
+ARRAY_COLUMNS = tuple(c for c in COLUMNS if c.kind == "array")
+JSON_COLUMNS = tuple(c for c in COLUMNS if c.kind == "json")
+HIDDEN_FLAG = "hidden"  # per-example sidecar key: row k of the shard has hidden states
+# The sidecar keys of the store's own index (`_entries`): the example's id and dev position.
+ID_KEY, POSITION_KEY = (next(c.key for c in COLUMNS if c.name == name) for name in ("example_id", "position"))
+REQUIRED_KEYS = tuple(c.key for c in JSON_COLUMNS if c.required)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    """A JSON value as the field's declared type: lists become tuples where the field is a tuple, and so on."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # `X | None`: the value is an X
+        return _from_json(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        items = args[:1] * len(value) if args[-1:] == (Ellipsis,) else args
+        if len(items) != len(value):
+            raise ValueError(f"{len(value)} items, expected {len(items)}")
+        return tuple(_from_json(a, v) for a, v in zip(items, value))
+    if origin is list:
+        return [_from_json(args[0], v) for v in value]
+    if hint in (str, int, float, bool) and not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"not a {hint.__name__}")
+    return hint(value)
 
 
 def shard_name(first_position: int, rank: int) -> str:
@@ -96,34 +162,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
-
-
-def temp_path(path: Path) -> Path:
-    """Where `path` is written before it is committed (the name `TEMP_PATTERN` recognises): it names the
-    writer's host and pid, so that a later run removes it only once that process is gone."""
-    return path.with_name(f".{path.name}{TEMP_MARKER}{_host()}-{os.getpid()}")
-
-
-def pid_is_alive(pid: int) -> bool:
-    """Whether a process of that id runs on this host (one of another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_stale_temp(name: str) -> bool:
-    """A temp file of ours (`temp_path`) whose writer is gone: written on this host (or before names said
+    """A temp file of a shard's (`temp_path`) whose writer is gone: written on this host (or before names said
     which) by a process that no longer runs. A live writer's, or another host's, is never stale here."""
     m = TEMP_PATTERN.match(name)
-    if m is None or m.group("host") not in (None, _host()):
-        return False
-    return not pid_is_alive(int(m.group("pid")))
+    return m is not None and process.writer_is_gone(m.group("host"), int(m.group("pid")))
 
 
 def _canonical(meta: Mapping[str, Any]) -> bytes:
@@ -145,6 +188,64 @@ def settings_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return strip(manifest, "")
 
 
+# --- writing --------------------------------------------------------------------------------------
+def _example_meta(record: AttributionRecord) -> dict[str, Any]:
+    """A record's sidecar entry: every `json` column, and whether it has hidden states."""
+    meta = {c.key: _to_json(getattr(record, c.name)) for c in JSON_COLUMNS}
+    meta[HIDDEN_FLAG] = record.hidden is not None
+    return meta
+
+
+def encode_arrays(records: Sequence[AttributionRecord]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-record arrays keyed "k.<key>" (k = row in the shard), in their columns' dtypes and shapes, and
+    hidden states keyed "k". A record whose arrays do not fit their columns is a bug of its maker: ValueError."""
+    scores, hidden = {}, {}
+    for k, record in enumerate(records):
+        sizes = {"n": len(record.layers), "T": len(record.tokens)}
+        for column in ARRAY_COLUMNS:
+            value = getattr(record, column.name)
+            if value is None:
+                if column.required:
+                    raise ValueError(f"record {record.example_id!r} has no {column.name}, which every shard holds")
+                continue
+            shape = tuple(sizes[s] if s in sizes else int(s) for s in column.shape)
+            scores[f"{k}.{column.key}"] = np.ascontiguousarray(np.asarray(value).astype(column.dtype).reshape(shape))
+        if record.hidden is not None:
+            hidden[str(k)] = np.ascontiguousarray(record.hidden)
+    return scores, hidden
+
+
+def write_shard(out_dir: str | Path, records: Sequence[AttributionRecord], *, rank: int,
+                settings: Mapping[str, Any], batch_idx: int = 0) -> Optional[str]:
+    """Write one shard of `records` into `<out_dir>/scores/` (see the module docstring); its name, or None
+    when there is nothing to write. `settings` (`settings_of(manifest)`) say what the numbers were computed with.
+
+    Every file goes to a temp name and is committed under a name none of a shard's files holds, never over an
+    existing one; the sidecar, which names and checksums the tensor files and itself, is committed last, so a
+    shard is complete or absent even after `kill -9`."""
+    if not records:
+        return None
+    from safetensors.numpy import save as to_safetensors
+
+    scores, hidden = encode_arrays(records)  # first: a record that does not fit leaves nothing behind
+    folder = Path(out_dir) / SCORES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    # A name none of whose files exist: tensor files are committed without replacing too, so two writers can
+    # never pair one's sidecar with the other's tensors under a shared name.
+    name = free_shard_name(folder, min(r.position for r in records), rank)
+    tensors = {}
+    for kind, arrays, suffix in (("scores", scores, ".safetensors"), ("hidden", hidden, ".hidden.safetensors")):
+        if not arrays:
+            continue
+        data = to_safetensors(arrays)
+        process.write_bytes_atomic(folder / f"{name}{suffix}", data, replace=False)
+        tensors[kind] = {"file": f"{name}{suffix}", "bytes": len(data), "sha256": sha256_bytes(data)}
+    sidecar = {"schema": SCHEMA_VERSION, "rank": rank, "batch_idx": batch_idx, "settings": dict(settings),
+               "tensors": tensors, "examples": [_example_meta(r) for r in records]}
+    process.write_bytes_atomic(folder / f"{name}.json", encode_sidecar(sidecar), replace=False)
+    return name
+
+
 # --- manifest ---------------------------------------------------------------------------------------
 def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of an output folder, or None when there is none yet."""
@@ -155,8 +256,8 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: unreadable manifest ({err}); delete the folder or use another --out") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") not in (LEGACY_SCHEMA, SCHEMA_VERSION):
-        raise UserError(f"{path}: not an IG manifest of schema {LEGACY_SCHEMA} or {SCHEMA_VERSION}; use another --out")
+    if not isinstance(manifest, dict) or manifest.get("schema") not in SCHEMAS:
+        raise UserError(f"{path}: not an IG manifest of schema {', '.join(map(str, SCHEMAS))}; use another --out")
     return manifest
 
 
@@ -175,20 +276,21 @@ def manifest_conflicts(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
 
 # --- shard metadata ---------------------------------------------------------------------------------
 def _read_sidecar(path: Path) -> dict[str, Any]:
-    """A sidecar's JSON, checked: well formed, a known schema and, for schema 2, its own checksum."""
+    """A sidecar's JSON, checked: well formed, a known schema, every required key and (schema 2 on) its own
+    checksum."""
     try:
         meta = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError) as err:
         raise UserError(f"corrupt IG shard {path}: not valid JSON ({type(err).__name__}); delete it and re-run "
                         "to recompute its examples") from None
-    ok = (isinstance(meta, dict) and meta.get("schema") in (LEGACY_SCHEMA, SCHEMA_VERSION)
+    ok = (isinstance(meta, dict) and meta.get("schema") in SCHEMAS
           and isinstance(meta.get("examples"), list) and isinstance(meta.get("tensors"), dict))
     if ok:
-        ok = all(isinstance(e, dict) and all(k in e for k in EXAMPLE_KEYS) for e in meta["examples"])
+        ok = all(isinstance(e, dict) and all(k in e for k in REQUIRED_KEYS) for e in meta["examples"])
     if not ok:
         raise UserError(f"corrupt IG shard {path}: not a schema {SCHEMA_VERSION} shard sidecar; delete it and re-run")
-    if meta["schema"] == SCHEMA_VERSION and (meta.get("sha256") != sha256_bytes(_canonical(meta))
-                                             or not isinstance(meta.get("settings"), dict)):
+    if meta["schema"] != LEGACY_SCHEMA and (meta.get("sha256") != sha256_bytes(_canonical(meta))
+                                            or not isinstance(meta.get("settings"), dict)):
         raise UserError(f"corrupt IG shard {path}: its content does not match its checksum (edited or damaged); "
                         f"delete {path.stem}.* and re-run to recompute its examples")
     return meta
@@ -238,8 +340,9 @@ def _entries(out_dir: Path) -> list[tuple[int, str, Path, int, bool]]:
     seen: dict[str, tuple] = {}
     for path, meta in _sidecars(out_dir):
         for row, ex in enumerate(meta["examples"]):
-            if ex["id"] not in seen:  # the same example from a second shard (resume, DDP): keep the first
-                seen[ex["id"]] = (int(ex["position"]), ex["id"], path, row, bool(ex.get("hidden")))
+            ex_id = ex[ID_KEY]
+            if ex_id not in seen:  # the same example from a second shard (resume, DDP): keep the first
+                seen[ex_id] = (int(ex[POSITION_KEY]), ex_id, path, row, bool(ex.get(HIDDEN_FLAG)))
     return sorted(seen.values(), key=lambda e: (e[0], e[1]))
 
 
@@ -255,17 +358,8 @@ def finished_ids(out_dir: str | Path, expected: Mapping[str, Any] | None = None)
             if not target.is_file() or target.stat().st_size != info["bytes"]:
                 raise UserError(f"corrupt IG shard {target}: missing or of the wrong size; delete {path.name} "
                                 "and re-run to recompute its examples")
-        ids.update(ex["id"] for ex in meta["examples"])
+        ids.update(ex[ID_KEY] for ex in meta["examples"])
     return ids
-
-
-def nbest_probabilities(out_dir: str | Path) -> dict[str, float]:
-    """The n-best probability of each example's predicted answer (the model's confidence), by id."""
-    probabilities = {}
-    for path, meta in _sidecars(Path(out_dir)):
-        for ex in meta["examples"]:
-            probabilities.setdefault(ex["id"], float(ex.get("nbest_probability", float("nan"))))
-    return probabilities
 
 
 # --- tensors ----------------------------------------------------------------------------------------
@@ -292,27 +386,26 @@ def _load_tensors(sidecar: Path, meta: dict, kind: str) -> dict[str, np.ndarray]
 
 
 def _record(path: Path, ex: dict, row: int, arrays: dict[str, np.ndarray]) -> AttributionRecord:
-    n, T = len(ex["layers"]), len(ex["tokens"])
-    sizes = {"n": n, "T": T, "2": 2}
+    """Row `row` of a shard as a record: its sidecar entry `ex` and its arrays, each checked against `COLUMNS`."""
     values = {}
-    for name, (dtype, shape) in ARRAYS.items():
-        value = arrays.get(f"{row}.{name}")
-        if value is None and name in OPTIONAL_ARRAYS:
-            values[name] = None
+    for column in JSON_COLUMNS:
+        if column.key in ex:
+            try:
+                values[column.name] = _from_json(column.hint, ex[column.key])
+            except (TypeError, ValueError, StopIteration):
+                raise UserError(f"corrupt IG shard {path}: field {column.key!r} of example {row} is not "
+                                "of its type; delete it and re-run") from None
+    sizes = {"n": len(values["layers"]), "T": len(values["tokens"])}
+    for column in ARRAY_COLUMNS:
+        value = arrays.get(f"{row}.{column.key}")
+        if value is None and not column.required:
             continue
-        if value is None or str(value.dtype) != dtype or value.shape != tuple(sizes[s] for s in shape):
-            raise UserError(f"corrupt IG shard {path}: array {row}.{name} of {ex['id']!r} is missing or has the "
-                            f"wrong type/shape")
-        values[name] = value
-    span = ex.get("evidence_span")
-    return AttributionRecord(
-        example_id=ex["id"], question=ex["question"], context=ex["context"], tokens=list(ex["tokens"]),
-        offsets=values["offsets"], passage_start=int(ex["passage_start"]), passage_end=int(ex["passage_end"]),
-        layers=list(ex["layers"]), importance=values["importance"], signed=values["signed"], delta=values["delta"],
-        steps=values["steps"], pred_start=int(ex["pred_start"]), pred_end=int(ex["pred_end"]),
-        pred_text=ex["pred_text"], start_prob=float(ex["start_prob"]), end_prob=float(ex["end_prob"]),
-        gold_texts=tuple(ex["gold_texts"]), input_ids=values["input_ids"], token_type_ids=values["token_type_ids"],
-        evidence_span=None if span is None else (int(span[0]), int(span[1])), converged=values["converged"])
+        shape = tuple(sizes[s] if s in sizes else int(s) for s in column.shape)
+        if value is None or str(value.dtype) != column.dtype or value.shape != shape:
+            raise UserError(f"corrupt IG shard {path}: array {row}.{column.key} of {ex[ID_KEY]!r} is missing or "
+                            "has the wrong type/shape")
+        values[column.name] = value
+    return AttributionRecord(**values)
 
 
 def iter_records(out_dir: str | Path) -> Iterator[AttributionRecord]:

@@ -1,20 +1,21 @@
 """The prediction-loop system for layer-wise IG: one batch of dev examples in, plain per-example results out.
 
 Only `Trainer.predict` uses it (with `inference_mode=False`, so gradients can be taken); writing is the
-job of `callbacks.ig_writer.IGShardWriter`. Per example, `predict_step`:
+job of a prediction-writer callback (the caller's, calling `store.write_shard`). Per example, `predict_step`:
   1. scores every window (feature) of the example with the plain HF model;
   2. picks the explained window as the paper does, with the training run's own post-processing
      (`postprocess_predictions` over all windows): the window holding the best n-best answer, and that
      answer's start/end tokens as the explained span (`explain="gold"`: the window holding the first
      gold answer, with its max-context start token, and that span);
   3. runs `integrated_gradients` on that window's real tokens only (no padding), all layers in one call;
-  4. returns an `ExampleResult` (numpy arrays and text, nothing on the device).
+  4. returns an `AttributionRecord` (numpy arrays and text, nothing on the device): the record the store
+     writes and the analyses read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from typing_extensions import override
 
 from lit_rcqa.attribution.integrated_gradients import IGSettings, integrated_gradients
 from lit_rcqa.attribution.layers import EncoderAdapter
-from lit_rcqa.attribution.record import layer_name
+from lit_rcqa.attribution.record import AttributionRecord, layer_name
 from lit_rcqa.data.example import QAExample
 from lit_rcqa.data.features import Features, collate_features
 from lit_rcqa.evaluation.postprocess import postprocess_predictions
@@ -59,40 +60,6 @@ class Window:
     nbest_probability: float        # probability of the top n-best answer (the model's confidence)
 
 
-@dataclass
-class ExampleResult:
-    """What `predict_step` returns per example: everything the shard writer stores, as numpy and text."""
-
-    position: int
-    example_id: str
-    question: str
-    context: str
-    tokens: list[str]               # the window's real tokens: "[CLS] question [SEP] passage [SEP]"
-    offsets: np.ndarray             # [T, 2] int64 char offsets into `context`; -1 outside the passage
-    passage_start: int              # first passage token
-    passage_end: int                # one past the last passage token
-    layers: list[str]               # canonical layer names
-    importance: np.ndarray          # [n_layers, T] float32
-    signed: np.ndarray              # [n_layers, T] float32
-    delta: np.ndarray               # [n_layers] float64
-    steps: np.ndarray               # [n_layers] int32
-    pred_start: int
-    pred_end: int
-    pred_text: str
-    start_prob: float
-    end_prob: float
-    target_value: float             # F(h) at the real input
-    nbest_probability: float
-    window: int                     # index of the explained window among the example's windows
-    explained: str                  # Window.source
-    gold_texts: tuple[str, ...]
-    evidence_span: tuple[int, int] | None
-    input_ids: np.ndarray           # [T] int64
-    token_type_ids: np.ndarray | None  # [T] int64
-    hidden: np.ndarray | None       # [n_layers, T, d] h_ℓ for the first N examples (t-SNE), else None
-    converged: np.ndarray | None = None  # [n_layers] bool: δ ≤ the accuracy target (None: fixed rule)
-
-
 def choose_window(example: QAExample, features: Features, start_logits: list[np.ndarray],
                   end_logits: list[np.ndarray], post: PostprocessSettings, explain: Explain = "predicted") -> Window:
     """The window and span to explain (step 2 of the module docstring). Logits: one [T_f] array per window."""
@@ -125,15 +92,13 @@ class AttributionSystem(LightningModule):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, layers: list[int], settings: IGSettings, *,
                  post: PostprocessSettings = PostprocessSettings(), explain: Explain = "predicted",
-                 baseline: BaselineKind = "zero", hidden_examples: int = 200, hidden_dtype: str = "float16",
-                 after_example: Callable[[], None] | None = None):
+                 baseline: BaselineKind = "zero", hidden_examples: int = 200, hidden_dtype: str = "float16"):
         super().__init__()
         self.model = model.eval().requires_grad_(False)  # IG differentiates w.r.t. hidden states only
         self.adapter = EncoderAdapter(self.model)
         self.tokenizer, self.layer_indices, self.settings = tokenizer, list(layers), settings
         self.post, self.explain, self.baseline = post, explain, baseline
         self.hidden_examples, self.hidden_dtype = hidden_examples, np.dtype(hidden_dtype)
-        self.after_example = after_example  # e.g. the caller handing freed memory back between examples
 
     @torch.no_grad()
     def _window_logits(self, features: Features) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -150,7 +115,7 @@ class AttributionSystem(LightningModule):
         ends = [out.end_logits[i, :n].float().cpu().numpy() for i, n in enumerate(lengths)]
         return starts, ends
 
-    def explain_example(self, item: ExampleItem) -> ExampleResult:
+    def explain_example(self, item: ExampleItem) -> AttributionRecord:
         features, example = item.features, item.example
         window = choose_window(example, features, *self._window_logits(features), self.post, self.explain)
         f = window.feature
@@ -176,7 +141,7 @@ class AttributionSystem(LightningModule):
         if keep and result.hidden is not None:
             hidden = np.stack(result.hidden).astype(self.hidden_dtype)  # [n_layers, T, d]
         ids_np = ids.cpu().numpy().astype(np.int64)
-        return ExampleResult(
+        return AttributionRecord(
             position=item.position, example_id=example.id, question=example.question, context=example.context,
             tokens=self.tokenizer.convert_ids_to_tokens(ids_np.tolist()), offsets=off,
             passage_start=passage[0], passage_end=passage[-1] + 1, layers=[layer_name(i) for i in result.layers],
@@ -194,13 +159,9 @@ class AttributionSystem(LightningModule):
         return batch  # python objects; `explain_example` moves the one window it scores
 
     @override
-    def predict_step(self, batch: list[ExampleItem], batch_idx: int, dataloader_idx: int = 0) -> list[ExampleResult]:
-        results = []
-        for item in batch:
-            results.append(self.explain_example(item))
-            if self.after_example is not None:
-                self.after_example()
-        return results
+    def predict_step(self, batch: list[ExampleItem], batch_idx: int,
+                     dataloader_idx: int = 0) -> list[AttributionRecord]:
+        return [self.explain_example(item) for item in batch]
 
     @override
     def on_predict_end(self) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from analyze import main
 from lit_rcqa.analysis.completeness import COLUMNS, CompletenessAccumulator
-from lit_rcqa.analyze import ig_settings, main, parse_args
+from lit_rcqa.analyze import ig_settings, parse_args
 from lit_rcqa.attribution import store
 from lit_rcqa.plots.convergence import plot_convergence
 from tests.attribution.test_store import LAYERS, make_result, write

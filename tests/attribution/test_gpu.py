@@ -13,6 +13,7 @@ from bench.references import captum_layer_ig
 from lit_rcqa.attribution import store
 from lit_rcqa.attribution.integrated_gradients import IGSettings, integrated_gradients
 from lit_rcqa.attribution.layers import EncoderAdapter
+from callbacks import ig_callbacks
 from lit_rcqa.attribution.run import IGOptions, open_run, run_ig
 from tests.attribution.test_integrated_gradients import relative_diff, tiny_example, with_random_biases
 from tests.conftest import make_tiny_qa_model
@@ -77,7 +78,8 @@ def test_the_prediction_loop_on_a_gpu_writes_the_same_scores_as_on_the_cpu(tmp_p
     settings = IGSettings(steps=12)
     for accelerator in ("cpu", "gpu"):
         run_ig(run, tmp_path / accelerator, settings,
-               IGOptions(num_examples=6, hidden_examples=2, batch_size=4, accelerator=accelerator, progress=False))
+               IGOptions(num_examples=6, hidden_examples=2, batch_size=4, accelerator=accelerator, progress=False),
+               callbacks=ig_callbacks)
     cpu, gpu = store.load(tmp_path / "cpu"), store.load(tmp_path / "gpu")
     assert sorted(cpu) == sorted(gpu) and len(cpu) == 6
     for example_id, record in cpu.items():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from callbacks import ig_callbacks
 from lit_rcqa.attribution import store
 from lit_rcqa.attribution.integrated_gradients import IGSettings, integrated_gradients
 from lit_rcqa.attribution.layers import EncoderAdapter
@@ -33,7 +34,7 @@ def scored(tmp_path_factory):
     torch.set_num_threads(1)  # one thread for the scoring only; restored for every other test of the session
     try:
         info = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, batch_size=4,
-                                                     progress=False))
+                                                     progress=False), callbacks=ig_callbacks)
     finally:
         torch.set_num_threads(THREADS["before"])
     return run, out, info
@@ -91,13 +92,16 @@ def test_stored_scores_equal_a_direct_call_on_the_predicted_answers_window(score
             np.testing.assert_allclose(getattr(rec, name), getattr(direct, name), rtol=1e-5, atol=1e-7,
                                        err_msg=f"{ex.id} {name}")
         assert rec.start_prob == pytest.approx(direct.start_prob) and rec.end_prob == pytest.approx(direct.end_prob)
+        assert rec.target_value == pytest.approx(direct.target_value)
+        # What the record carries from the window choice: that answer's n-best probability and its window.
+        assert rec.nbest_probability == pytest.approx(best.probability)
+        assert (rec.window, rec.explained, rec.position) == (windows[e].index(f), "predicted", e)
         assert rec.gold_texts == tuple(a.text for a in ex.answers) and rec.evidence_span == ex.evidence_span
         np.testing.assert_array_equal(rec.input_ids, features.input_ids[f])
         # The passage range and offsets are the window's context tokens.
         context = [i for i, o in enumerate(features.offsets[f]) if o is not None]
         assert (rec.passage_start, rec.passage_end) == (context[0], context[-1] + 1)
         assert rec.tokens[rec.passage_start - 1] == "[SEP]" and rec.tokens[rec.passage_end] == "[SEP]"
-    assert store.nbest_probabilities(out) == pytest.approx({ex.id: nbest[ex.id][0].probability for ex in dev})
 
 
 def test_hidden_states_of_the_first_examples(scored):
@@ -133,11 +137,13 @@ def test_a_second_run_computes_nothing_and_more_examples_are_refused(scored):
 
     run, out, _ = scored
     before = {p.name: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}
-    again = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, progress=False))
+    again = run_ig(run, out, SETTINGS, IGOptions(num_examples=N, hidden_examples=HIDDEN, progress=False),
+                   callbacks=ig_callbacks)
     assert again.n_computed == 0 and again.n_examples == N
     assert {p.name: p.stat().st_mtime_ns for p in (out / "scores").iterdir()} == before
     with pytest.raises(UserError, match="data.num_examples"):
-        run_ig(run, out, SETTINGS, IGOptions(num_examples=N + 1, hidden_examples=HIDDEN, progress=False))
+        run_ig(run, out, SETTINGS, IGOptions(num_examples=N + 1, hidden_examples=HIDDEN, progress=False),
+               callbacks=ig_callbacks)
 
 
 def test_gold_spans_and_the_mean_baseline(scored, tmp_path):
@@ -146,7 +152,7 @@ def test_gold_spans_and_the_mean_baseline(scored, tmp_path):
     run, _, _ = scored
     out = tmp_path / "gold"
     run_ig(run, out, SETTINGS, IGOptions(num_examples=3, explain="gold", baseline="mean", hidden_examples=0,
-                                         progress=False))
+                                         progress=False), callbacks=ig_callbacks)
     model = load_model(run)
     records = store.load(out)
     assert len(records) == 3 and store.load_hidden(out) == {}
@@ -159,3 +165,30 @@ def test_gold_spans_and_the_mean_baseline(scored, tmp_path):
         np.testing.assert_allclose(rec.importance, direct.importance, rtol=1e-5, atol=1e-7)
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["ig"]["explain"], manifest["ig"]["baseline"]) == ("gold", "mean")
+
+
+def test_without_callbacks_run_ig_says_what_it_needs_and_writes_nothing(scored, tmp_path):
+    run, _, _ = scored
+    with pytest.raises(TypeError, match="callbacks"):
+        run_ig(run, tmp_path / "none", SETTINGS, IGOptions(num_examples=2, progress=False))
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_writer_callback_writes_its_batch_through_the_store(tmp_path):
+    """IGShardWriter only hands each batch's records, with its trainer's rank, to `store.write_shard`."""
+    from types import SimpleNamespace
+
+    from callbacks.ig_writer import IGShardWriter
+    from tests.attribution.test_store import SETTINGS as SHARD_SETTINGS, assert_same_fields, make_result
+
+    records = [make_result(3, hidden=True), make_result(5)]
+    writer = IGShardWriter(tmp_path, SHARD_SETTINGS)
+    writer.write_on_batch_end(SimpleNamespace(global_rank=1), None, records, None, None, 7)
+    writer.write_on_batch_end(SimpleNamespace(global_rank=1), None, [], None, None, 8)  # an empty batch: nothing
+    (sidecar,) = (tmp_path / "scores").glob("*.json")
+    meta = json.loads(sidecar.read_text())
+    assert sidecar.name == "00000003-r01.json" and (meta["rank"], meta["batch_idx"]) == (1, 7)
+    assert meta["settings"] == SHARD_SETTINGS
+    read = store.load(tmp_path)
+    for r in records:
+        assert_same_fields(read[r.example_id], r)

@@ -1,4 +1,4 @@
-"""The shard store: round trip through the writer, dev order, duplicates, corruption, no pickle, manifests."""
+"""The shard store: round trip through `write_shard`, dev order, duplicates, corruption, no pickle, manifests."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import json
 import os
 import pickle
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from callbacks.ig_writer import IGShardWriter
+from lit_rcqa import process
 from lit_rcqa.attribution import store
-from lit_rcqa.attribution.system import ExampleResult
+from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.errors import UserError
 
 LAYERS = ["embeddings", "layer_01", "layer_02"]
@@ -48,13 +47,14 @@ def write_manifest(out: Path, manifest: dict) -> None:
     (out / store.MANIFEST).write_text(json.dumps(manifest))
 
 
-def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool = False, seed: int = 0) -> ExampleResult:
-    """A hand-made result: '[CLS] q [SEP] p0 … [SEP]' with random scores."""
+def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool = False,
+                seed: int = 0) -> AttributionRecord:
+    """A hand-made record, as the prediction loop returns it: '[CLS] q [SEP] p0 … [SEP]' with random scores."""
     rng = np.random.default_rng(seed + position)
     tokens = ["[CLS]", "q", "[SEP]", *[f"p{i}" for i in range(T - 4)], "[SEP]"]
     offsets = np.full((T, 2), -1, dtype=np.int64)
     offsets[3:T - 1] = [(3 * i, 3 * i + 2) for i in range(T - 4)]
-    return ExampleResult(
+    return AttributionRecord(
         position=position, example_id=f"ex-{position}", question="q ?", context="p0 p1 p2 p3 p4 p5 p6 p7 p8",
         tokens=tokens, offsets=offsets, passage_start=3, passage_end=T - 1, layers=LAYERS,
         importance=rng.random((3, T), dtype=np.float32), signed=rng.standard_normal((3, T)).astype(np.float32),
@@ -67,30 +67,32 @@ def make_result(position: int, T: int = 7, *, types: bool = True, hidden: bool =
 
 
 def write(out: Path, results, rank=0, batch_idx=0, settings=SETTINGS):
-    writer = IGShardWriter(out, settings)
-    writer.write_on_batch_end(SimpleNamespace(global_rank=rank), None, list(results), None, None, batch_idx)
+    store.write_shard(out, list(results), rank=rank, settings=settings, batch_idx=batch_idx)
+
+
+def assert_same_fields(read: AttributionRecord, written: AttributionRecord) -> None:
+    """Every field of the record as written, but `hidden` (read lazily: `store.load_hidden`)."""
+    for f in dataclasses.fields(AttributionRecord):
+        a, b = getattr(read, f.name), getattr(written, f.name)
+        if f.name == "hidden":
+            assert a is None, "records carry no hidden states when read"
+        elif isinstance(b, np.ndarray):
+            assert isinstance(a, np.ndarray) and a.dtype == b.dtype, f.name
+            np.testing.assert_array_equal(a, b, err_msg=f.name)
+        else:
+            assert a == b and type(a) is type(b), (f.name, a, b)
 
 
 def test_round_trip_keeps_every_field(tmp_path):
     results = [make_result(0, hidden=True), make_result(1, T=9, types=False), make_result(2, T=5)]
+    results[2].converged = np.array([True, False, True])
+    results[1].nbest_probability = results[1].target_value = results[1].window = results[1].explained = None
     write(tmp_path, results)
     records = store.load(tmp_path)
     assert list(records) == ["ex-0", "ex-1", "ex-2"]
     for r in results:
-        rec = records[r.example_id]
-        assert rec.tokens == r.tokens and rec.layers == LAYERS and rec.question == r.question
-        assert (rec.passage_start, rec.passage_end, rec.pred_start, rec.pred_end) == \
-               (r.passage_start, r.passage_end, r.pred_start, r.pred_end)
-        for name in ("importance", "signed", "delta", "steps", "offsets", "input_ids"):
-            np.testing.assert_array_equal(getattr(rec, name), getattr(r, name))
-            assert getattr(rec, name).dtype == getattr(r, name).dtype
-        assert rec.gold_texts == r.gold_texts and rec.evidence_span == r.evidence_span
-        assert rec.start_prob == r.start_prob and rec.end_prob == r.end_prob and rec.pred_text == r.pred_text
-        if r.token_type_ids is None:
-            assert rec.token_type_ids is None
-        else:
-            np.testing.assert_array_equal(rec.token_type_ids, r.token_type_ids)
-    assert store.nbest_probabilities(tmp_path) == {r.example_id: r.nbest_probability for r in results}
+        assert_same_fields(records[r.example_id], r)
+    assert records["ex-0"].nbest_probability == 0.55 and records["ex-2"].window == 0
     hidden = store.load_hidden(tmp_path)
     assert list(hidden) == ["ex-0"] and hidden["ex-0"].dtype == np.float16
     np.testing.assert_array_equal(hidden["ex-0"], results[0].hidden)
@@ -120,16 +122,14 @@ def test_records_stream_shard_by_shard(tmp_path, monkeypatch):
 
 
 def test_a_shard_is_absent_until_its_sidecar_is_written(tmp_path, monkeypatch):
-    import callbacks.ig_writer as ig_writer
-
-    original = ig_writer._write_atomic
+    original = process.write_bytes_atomic
 
     def crash_on_sidecar(path, data, **kwargs):
         if path.suffix == ".json":
             raise KeyboardInterrupt  # killed between the tensor file and the sidecar
         original(path, data, **kwargs)
 
-    monkeypatch.setattr(ig_writer, "_write_atomic", crash_on_sidecar)
+    monkeypatch.setattr(process, "write_bytes_atomic", crash_on_sidecar)
     with pytest.raises(KeyboardInterrupt):
         write(tmp_path, [make_result(0)])
     assert store.finished_ids(tmp_path) == set() and store.load(tmp_path) == {}
@@ -352,7 +352,7 @@ def test_shards_written_with_other_settings_than_the_manifest_are_refused_naming
     assert list(store.load(tmp_path)) == ["ex-0", "ex-1"]
     # The manifest now claims m = 8, a left Riemann sum: the shards were computed at m = 4 Gauss-Legendre.
     write_manifest(tmp_path, manifest_for(other(SETTINGS, steps=8, method="riemann_left")))
-    for read in (store.load, store.finished_ids, store.nbest_probabilities, store.load_hidden):
+    for read in (store.load, store.finished_ids, store.load_hidden):
         with pytest.raises(UserError) as err:
             read(tmp_path)
         message = str(err.value)
@@ -401,11 +401,15 @@ def test_the_writer_never_replaces_a_committed_shard(tmp_path):
 
 
 def make_legacy(out: Path) -> None:
-    """Rewrite every shard as schema 1 (today's format before settings and sidecar checksums)."""
+    """Rewrite every shard as schema 1 (the format before settings and sidecar checksums; without the fields
+    records gained later, which read as their defaults)."""
     for sidecar in (out / "scores").glob("*.json"):
         meta = json.loads(sidecar.read_text())
         for key in ("sha256", "settings"):
             meta.pop(key)
+        for example in meta["examples"]:
+            for key in ("nbest_probability", "target_value", "window", "explained"):
+                example.pop(key)
         meta["schema"] = 1
         sidecar.write_text(json.dumps(meta))
 
@@ -418,6 +422,7 @@ def test_schema_1_shards_load_only_under_the_schema_1_manifest_written_with_them
     records = store.load(tmp_path)
     assert list(records) == list(expected)
     np.testing.assert_array_equal(records["ex-1"].signed, expected["ex-1"].signed)
+    assert (records["ex-1"].nbest_probability, records["ex-1"].window) == (None, None)  # unknown, not made up
     # A manifest written later (by this version, e.g. after the old one was deleted) cannot vouch for them.
     for manifest in (None, manifest_for(SETTINGS)):
         (tmp_path / store.MANIFEST).unlink(missing_ok=True)
@@ -431,12 +436,10 @@ def test_schema_1_shards_load_only_under_the_schema_1_manifest_written_with_them
 
 def test_a_sidecar_that_appears_while_it_is_written_is_not_replaced(tmp_path):
     # Another process committed the same name between our name check and our commit: ours is not put over it.
-    from callbacks.ig_writer import _write_atomic
-
     path = tmp_path / "00000000-r00.json"
     path.write_bytes(b"theirs")
-    with pytest.raises(UserError, match="another analyze.py"):
-        _write_atomic(path, b"ours")
+    with pytest.raises(UserError, match="another process"):
+        process.write_bytes_atomic(path, b"ours", replace=False)
     assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
@@ -448,9 +451,7 @@ class _Paused(Exception):
 def test_interleaved_writers_never_spoil_a_committed_shard(tmp_path, monkeypatch):
     """A's tensors, B's tensors, A's sidecar, B's sidecar, both for the same first position and rank: each
     sidecar must commit the tensor files it checksummed (never the other writer's under the same name)."""
-    import callbacks.ig_writer as ig_writer
-
-    original = ig_writer._write_atomic
+    original = process.write_bytes_atomic
     paused = []
 
     def pause_before_the_sidecar(path, data, **kwargs):
@@ -459,12 +460,12 @@ def test_interleaved_writers_never_spoil_a_committed_shard(tmp_path, monkeypatch
             raise _Paused
         original(path, data, **kwargs)
 
-    monkeypatch.setattr(ig_writer, "_write_atomic", pause_before_the_sidecar)
+    monkeypatch.setattr(process, "write_bytes_atomic", pause_before_the_sidecar)
     a, b = [make_result(0, hidden=True), make_result(1)], [make_result(0, hidden=True, seed=7)]
     for results in (a, b):
         with pytest.raises(_Paused):
             write(tmp_path, results)
-    monkeypatch.setattr(ig_writer, "_write_atomic", original)
+    monkeypatch.setattr(process, "write_bytes_atomic", original)
     for path, data, kwargs in paused:  # A's sidecar, then B's
         original(path, data, **kwargs)
     records = store.load(tmp_path)  # every checksum matches: no sidecar names the other writer's tensors
@@ -477,13 +478,11 @@ def test_interleaved_writers_never_spoil_a_committed_shard(tmp_path, monkeypatch
 @pytest.mark.parametrize("taken", [".safetensors", ".hidden.safetensors"])
 def test_a_tensor_file_that_appears_while_it_is_written_is_not_replaced(tmp_path, monkeypatch, taken):
     # Another writer committed a tensor file of that name between our name check and our commit.
-    import callbacks.ig_writer as ig_writer
-
-    monkeypatch.setattr(ig_writer, "free_shard_name", lambda folder, position, rank: store.shard_name(position, rank))
+    monkeypatch.setattr(store, "free_shard_name", lambda folder, position, rank: store.shard_name(position, rank))
     (tmp_path / "scores").mkdir()
     theirs = tmp_path / "scores" / f"00000000-r00{taken}"
     theirs.write_bytes(b"theirs")
-    with pytest.raises(UserError, match="another analyze.py"):
+    with pytest.raises(UserError, match="another process"):
         write(tmp_path, [make_result(0, hidden=True)])
     assert theirs.read_bytes() == b"theirs"
     assert not list((tmp_path / "scores").glob("*.json"))  # nothing committed over or beside it
@@ -503,20 +502,18 @@ def test_leftover_tensor_files_of_a_killed_writer_are_not_reused(tmp_path):
 def test_without_hard_links_a_committed_file_is_still_never_replaced(tmp_path, monkeypatch, error):
     """File systems without hard links (os.link fails: EPERM on FAT, EOPNOTSUPP elsewhere): the rename fallback
     still never puts a file over an existing one, and leaves no temp file."""
-    from callbacks.ig_writer import _write_atomic
-
     def no_links(src, dst, *args, **kwargs):
         raise error(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
     path = tmp_path / "00000000-r00.json"
     path.write_bytes(b"theirs")
-    with pytest.raises(UserError, match="another analyze.py"):
-        _write_atomic(path, b"ours")
+    with pytest.raises(UserError, match="another process"):
+        process.write_bytes_atomic(path, b"ours", replace=False)
     assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
     # A free name is committed by the rename, and whole shards round-trip.
     fresh = tmp_path / "fresh.json"
-    _write_atomic(fresh, b"ours")
+    process.write_bytes_atomic(fresh, b"ours", replace=False)
     assert fresh.read_bytes() == b"ours"
     out = tmp_path / "out"
     write(out, [make_result(0, hidden=True)])
@@ -528,8 +525,6 @@ def test_without_hard_links_a_committed_file_is_still_never_replaced(tmp_path, m
 def test_a_temp_file_removed_under_the_writer_is_one_clear_error(tmp_path, monkeypatch):
     """Someone else's cleanup deleted our temp file before its commit: one UserError, not a raw
     FileNotFoundError, and nothing committed."""
-    import callbacks.ig_writer as ig_writer
-
     real_fsync = os.fsync
 
     def fsync_then_lose_the_file(fd):
@@ -537,7 +532,33 @@ def test_a_temp_file_removed_under_the_writer_is_one_clear_error(tmp_path, monke
         for path in (tmp_path / "scores").glob(".*"):
             path.unlink()
 
-    monkeypatch.setattr(ig_writer.os, "fsync", fsync_then_lose_the_file)
+    monkeypatch.setattr(process.os, "fsync", fsync_then_lose_the_file)
     with pytest.raises(UserError, match="was removed before it could be committed"):
         write(tmp_path, [make_result(0)])
     assert list((tmp_path / "scores").iterdir()) == []
+
+
+def test_a_shard_of_the_previous_schema_is_read_with_every_field_it_holds(tmp_path):
+    """Schema 2 shards (sidecars with their own checksum) hold the n-best probability, the window and F(h)
+    too: read back, not dropped. tests/test_golden.py reads a real schema-2 folder."""
+    results = [make_result(0), make_result(1)]
+    write(tmp_path, results)
+    (sidecar,) = (tmp_path / "scores").glob("*.json")
+    meta = json.loads(sidecar.read_text())
+    assert meta["schema"] == store.SCHEMA_VERSION == 3
+    meta["schema"] = 2
+    sidecar.write_bytes(store.encode_sidecar(meta))
+    write_manifest(tmp_path, {**manifest_for(SETTINGS), "schema": 2})
+    for r in results:
+        assert_same_fields(store.load(tmp_path)[r.example_id], r)
+
+
+def test_a_record_whose_arrays_do_not_fit_is_refused_before_anything_is_written(tmp_path):
+    bad = make_result(0)
+    bad.importance = bad.importance[:, :-1]  # one token short
+    with pytest.raises(ValueError):
+        write(tmp_path, [make_result(1), bad])
+    no_ids = dataclasses.replace(make_result(0), input_ids=None)
+    with pytest.raises(ValueError, match="input_ids"):
+        write(tmp_path, [no_ids])
+    assert not (tmp_path / "scores").exists()

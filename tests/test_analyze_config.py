@@ -1,0 +1,205 @@
+"""analyze.py's typed configuration (lit_rcqa/analyze_config.py): every option described in --help,
+configs/analyze.yaml round-trips into the saved resolved config, dotted flags and the flat flags of earlier
+versions give the same settings, a mistake is one line, and the defaults are the earlier analyze.py's."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import io
+import re
+
+import pytest
+import yaml
+
+from lit_rcqa import analyze_config as ac
+from lit_rcqa.errors import UserError
+from lit_rcqa.paths import REPO_ROOT
+
+CONFIG = REPO_ROOT / "configs" / "analyze.yaml"
+
+# The defaults of `python analyze.py --help` before the typed configuration (flat flag -> default),
+# transcribed from that help screen.
+EARLIER_DEFAULTS = {
+    "run": None, "runs_root": "runs", "out": None, "layers": "all", "num_examples": 200, "method": "adaptive",
+    "steps": None, "tolerance": 0.01, "max_steps": 257, "target": "prob", "explain": "predicted",
+    "baseline": "zero", "batch_size": 4, "max_batch_tokens": 16384, "hidden_examples": 200,
+    "hidden_dtype": "float16", "accelerator": "cpu", "devices": 1, "strategy": "auto", "skip_ig": False,
+    "analyses": "all", "max_analysis_examples": 1000, "logger": "wandb", "wandb_project": "lit_rcqa",
+    "progress": True,
+}
+
+
+def value_at(config: ac.AnalyzeConfig, dotted: str):
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def every_key(config) -> list[str]:
+    keys = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        keys += [f"{f.name}.{k}" for k in every_key(value)] if dataclasses.is_dataclass(value) else [f.name]
+    return keys
+
+
+@pytest.fixture(scope="module")
+def help_text() -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        ac.build_parser().parse_args(["--help"])
+    return out.getvalue()
+
+
+def test_every_option_has_a_description(help_text):
+    options: dict[str, str] = {}
+    flag = None
+    for line in help_text.splitlines():
+        match = re.match(r"^  (--[\w.]+)", line)
+        if match or (line and not line.startswith(" ")):
+            flag = match.group(1) if match else None
+            if flag:
+                parts = re.split(r"\s{2,}", line[match.end():].lstrip(), maxsplit=1)
+                options[flag] = parts[1] if len(parts) == 2 else ""
+        elif flag:
+            options[flag] += " " + line.strip()
+    expected = {f"--{k}" for k in every_key(ac.AnalyzeConfig())}
+    assert expected <= set(options), expected - set(options)
+    # every knob the issue named as unreachable before is an option now
+    assert {"--ig.refine_method", "--ig.min_steps", "--analysis.top_k", "--analysis.jsd_k",
+            "--analysis.context_window", "--analysis.tsne_examples", "--analysis.html_examples"} <= set(options)
+    bare = sorted(f for f in expected if not re.sub(r"\(type: .*?\)", "", options[f], flags=re.S).strip())
+    assert not bare, f"options without a description: {bare}"
+
+
+def test_the_help_lists_the_registered_rules_and_analyses(help_text):
+    from lit_rcqa.analysis import registry
+    from lit_rcqa.attribution import rules
+
+    text = " ".join(help_text.split())
+    for name in (*rules.RULES, *registry.names()):
+        assert name in text, name
+
+
+def test_configs_analyze_yaml_holds_every_default_and_round_trips_into_the_resolved_config():
+    shipped = yaml.safe_load(CONFIG.read_text())
+    from_file = ac.parse(["--config", str(CONFIG)])
+    assert from_file == ac.parse([])  # the file's values are the defaults
+    flat = {k: value_at(from_file, k) for k in every_key(from_file)}
+
+    def walk(tree, prefix=""):
+        for key, value in tree.items():
+            yield from walk(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+
+    in_file = dict(walk(shipped))
+    assert set(in_file) == set(flat)  # every setting is in the file
+    resolved = yaml.safe_load(ac.resolved_yaml(from_file))
+    assert dict(walk(resolved)) == in_file  # each value written back as the file gives it
+
+
+def test_a_changed_config_round_trips_through_the_saved_resolved_yaml(tmp_path):
+    config = ac.parse(["--config", str(CONFIG), "--ig.tolerance", "0.005", "--analysis.jsd_k", "[3, 7]",
+                       "--loop.num_examples", "null", "--run", "runs/x"])
+    saved = tmp_path / "analyze_config.yaml"
+    saved.write_text(ac.resolved_yaml(config))
+    again = ac.parse(["--config", str(saved)])
+    assert again == config
+    assert (again.ig.tolerance, again.analysis.jsd_k, again.loop.num_examples, again.run) == \
+        (0.005, (3, 7), None, "runs/x")
+
+
+def test_flat_flags_and_dotted_flags_give_the_same_config():
+    flat = ac.parse(["--layers", "0,2", "--num-examples", "5", "--steps", "4", "--method", "riemann_trapezoid",
+                     "--hidden-examples", "1", "--logger", "none", "--no-progress", "--skip-ig",
+                     "--analyses", "jsd,roles", "--max-analysis-examples", "7", "--runs-root=elsewhere",
+                     "--wandb-project", "p", "--devices", "2", "--strategy", "ddp", "--max-steps", "65"])
+    dotted = ac.parse(["--ig.layers", "0,2", "--loop.num_examples", "5", "--ig.steps", "4",
+                       "--ig.method", "riemann_trapezoid", "--loop.hidden_examples", "1", "--logger", "none",
+                       "--loop.progress", "false", "--skip_ig", "true", "--analysis.analyses", "jsd,roles",
+                       "--analysis.max_examples", "7", "--runs_root", "elsewhere", "--wandb_project", "p",
+                       "--loop.devices", "2", "--loop.strategy", "ddp", "--ig.max_steps", "65"])
+    assert flat == dotted
+    assert (flat.loop.num_examples, flat.ig.steps, flat.loop.progress, flat.skip_ig, flat.analysis.max_examples,
+            flat.loop.devices) == (5, 4, False, True, 7, 2)
+    assert ac.parse(["--no-skip-ig", "--progress"]) == ac.parse([])
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--ig.tolerance", "-1"], "--ig.tolerance"),
+    (["--num-examples", "0"], "--loop.num_examples 0"),
+    (["--ig.target", "probability"], "--ig.target"),
+    (["--method", "simpson"], "simpson"),
+    (["--steps", "1"], "steps"),
+    (["--analyses", "jsd,nonsense"], "nonsense"),
+    (["--no-such-flag", "1"], "--no_such_flag"),
+    (["--ig.no_such_key", "1"], "--ig.no_such_key"),
+    (["--analysis.jsd_k", "two"], "--analysis.jsd_k"),
+])
+def test_a_bad_flag_or_value_is_one_line_naming_it(argv, fragment):
+    with pytest.raises(UserError) as err:
+        ac.parse(argv)
+    message = str(err.value)
+    assert "\n" not in message and fragment in message, message
+
+
+def test_a_bad_value_in_a_config_file_is_one_line_naming_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("ig:\n  max_steps: many\n")
+    with pytest.raises(UserError) as err:
+        ac.parse(["--config", str(path)])
+    assert "\n" not in str(err.value) and "ig.max_steps" in str(err.value), str(err.value)
+
+
+def test_the_defaults_are_the_earlier_analyze_py_defaults():
+    config = ac.parse([])
+    for flat, default in EARLIER_DEFAULTS.items():
+        key = ac.RENAMED.get(flat) or ac.flat_aliases().get(flat, flat)
+        assert value_at(config, key) == default, (flat, key)
+
+
+def test_the_defaults_of_the_new_knobs_are_the_librarys():
+    from lit_rcqa.analysis.pipeline import run_analyses
+    from lit_rcqa.attribution.integrated_gradients import IGSettings
+
+    config = ac.parse([])
+    assert (config.ig.min_steps, config.ig.refine_method) == (IGSettings.min_steps, IGSettings.refine_method)
+    defaults = {name: p.default for name, p in inspect.signature(run_analyses).parameters.items()}
+    a = config.analysis
+    assert (a.top_k, tuple(a.jsd_k), a.context_window, a.tsne_examples, a.html_examples) == \
+        (defaults["top_k"], tuple(defaults["jsd_k"]), defaults["context_window"], defaults["tsne_examples"],
+         defaults["html_examples"])
+
+
+def test_ig_settings_follow_the_method_and_steps_rules():
+    default = ac.ig_settings(ac.parse([]))  # adaptive: every layer to the tolerance
+    assert (default.tolerance, default.refine_method, default.max_steps, default.min_steps) == (0.01, "adaptive",
+                                                                                                 257, 5)
+    fixed = ac.ig_settings(ac.parse(["--steps", "50"]))  # steps alone: the fixed Gauss-Legendre rule
+    assert (fixed.tolerance, fixed.method, fixed.steps) == (None, "gausslegendre", 50)
+    trapezoid = ac.ig_settings(ac.parse(["--ig.method", "riemann_trapezoid", "--ig.steps", "20"]))
+    assert (trapezoid.tolerance, trapezoid.method, trapezoid.steps) == (None, "riemann_trapezoid", 20)
+    nested = ac.ig_settings(ac.parse(["--ig.refine_method", "romberg", "--ig.min_steps", "3",
+                                      "--ig.tolerance", "0.001", "--loop.max_batch_tokens", "512"]))
+    assert (nested.refine_method, nested.min_steps, nested.tolerance, nested.max_batch_tokens) == \
+        ("romberg", 3, 0.001, 512)
+
+
+def test_ig_options_and_analysis_kwargs_carry_every_setting():
+    from lit_rcqa.analysis.pipeline import run_analyses
+
+    config = ac.parse(["--layers", "0,1", "--num-examples", "9", "--explain", "gold", "--baseline", "mean",
+                       "--hidden-examples", "2", "--hidden-dtype", "float32", "--batch-size", "3",
+                       "--accelerator", "gpu", "--devices", "2", "--strategy", "ddp", "--no-progress",
+                       "--analyses", "roles,jsd", "--analysis.top_k", "4", "--analysis.jsd_k", "[3]",
+                       "--analysis.context_window", "2", "--analysis.tsne_examples", "1",
+                       "--analysis.html_examples", "0", "--max-analysis-examples", "11"])
+    options = ac.ig_options(config)
+    assert (options.layers, options.num_examples, options.explain, options.baseline, options.hidden_examples,
+            options.hidden_dtype, options.batch_size, options.accelerator, options.devices, options.strategy,
+            options.progress) == ("0,1", 9, "gold", "mean", 2, "float32", 3, "gpu", 2, "ddp", False)
+    kwargs = ac.analysis_kwargs(config)
+    assert kwargs == dict(analyses=["jsd", "roles"], max_examples=11, top_k=4, jsd_k=(3,), context_window=2,
+                          tsne_examples=1, html_examples=0, progress=False)  # report order
+    assert set(kwargs) <= set(inspect.signature(run_analyses).parameters)

@@ -31,8 +31,8 @@ from torch import nn
 
 from lit_rcqa.attribution.adaptive import CRITERIA, AdaptiveMesh
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
-from lit_rcqa.attribution.rules import (DEFAULT_RULE, REFINEMENT_RULES, RULES, RefinementLevel, integration_rule,
-                                        refinement_schedule)
+from lit_rcqa.attribution import rules as integration_rules
+from lit_rcqa.attribution.rules import DEFAULT_RULE, RefinementLevel, integration_rule, refinement_schedule
 from lit_rcqa.errors import UserError
 
 Baseline = torch.Tensor | Callable[[int, torch.Tensor], torch.Tensor] | None
@@ -41,7 +41,7 @@ Baseline = torch.Tensor | Callable[[int, torch.Tensor], torch.Tensor] | None
 @dataclass(frozen=True)
 class IGSettings:
     steps: int = 50                  # m, the integration points per layer (fixed mode)
-    method: str = DEFAULT_RULE       # integration rule, see rules.RULES
+    method: str = DEFAULT_RULE       # integration rule: a name registered in rules.RULES
     target: str = "prob"             # "prob": F = p_start[ŝ] + p_end[ê]; "logit": start[ŝ] + end[ê]
     tolerance: float | None = None   # accuracy target on δ per layer; None = fixed `steps`
     refine_method: str = "adaptive"  # with a tolerance: "adaptive" (Gauss–Lobatto panels refined where their
@@ -61,14 +61,11 @@ class IGSettings:
     def __post_init__(self):
         if self.target not in ("prob", "logit"):
             raise UserError(f"unknown IG target {self.target!r}; choose 'prob' or 'logit'")
-        if self.method not in RULES:
-            raise UserError(f"unknown integration rule {self.method!r}; choose one of {', '.join(RULES)}")
-        if self.method != "seed" and self.steps < 2:
-            raise UserError(f"IG needs steps >= 2, got {self.steps}")
+        integration_rules.check(self.method, self.steps)
         if self.tolerance is not None:
-            if self.refine_method not in ("adaptive",) + REFINEMENT_RULES:
+            if self.refine_method not in ("adaptive",) + integration_rules.refinement_names():
                 raise UserError(f"unknown refinement rule {self.refine_method!r}; "
-                                f"choose one of adaptive, {', '.join(REFINEMENT_RULES)}")
+                                f"choose one of adaptive, {', '.join(integration_rules.refinement_names())}")
             if self.criterion not in CRITERIA:
                 raise UserError(f"unknown convergence criterion {self.criterion!r}; choose one of "
                                 f"{', '.join(CRITERIA)}")

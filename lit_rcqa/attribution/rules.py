@@ -1,7 +1,10 @@
 """Integration rules for Integrated Gradients: where to evaluate the gradient on [0, 1] and how to weigh it.
 
-A rule is a pure function `integration_rule(name, steps) -> (alphas [m], weights [m])` so that
-    ∫_0^1 g(α) dα  ≈  Σ_k weights[k] · g(alphas[k]).
+A rule is a pure function `steps -> (alphas [m], weights [m])` so that
+    ∫_0^1 g(α) dα  ≈  Σ_k weights[k] · g(alphas[k]),
+registered under its name in `RULES` ({name: Rule}) with `@register(name)`; `integration_rule(name, steps)` looks
+it up. The CLI's choices and help, and the one check of a name and a step count (`check`), read the registry, so a
+new rule is one decorated function.
 For the names Captum shares ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
 "gausslegendre") the alphas and weights are Captum's (captum/attr/_utils/approximation_methods.py), so an
 equal-settings comparison with `LayerIntegratedGradients(method=name, n_steps=steps)` is exact.
@@ -25,7 +28,7 @@ and keeps one gradient sum per generation of points ([n_generations, T, d], tiny
     has the same weight at every level, which is what makes the per-generation sums sufficient. Level k uses
     2^k + 1 points and is exact for polynomials of degree 2k + 1.
   - "trapezoid": the same nested points without extrapolation (level k = riemann_trapezoid with 2^k + 1 points).
-  - any rule name from RULES: not nested; level k evaluates a fresh rule with `start · 2^k` steps, re-evaluating
+  - any other registered rule (RULES): not nested; level k evaluates a fresh rule with `start · 2^k` steps, re-evaluating
     every point (at most 2x the work of knowing the final m in advance).
 Measured on the embedded MiniLM (seeded QA head, real SQuAD inputs), the IG integrand is not smooth enough for
 the nested family to pay off: at a 1 % target Romberg needed 129-257 points on layers 0-5, where Gauss-Legendre
@@ -62,51 +65,129 @@ vector integral; a per-token error estimate would close the remaining gap (not b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from lit_rcqa.errors import UserError
 
-RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "seed",
-         "trapezoid")
-NESTED_RULES = ("romberg", "trapezoid")
-REFINEMENT_RULES = NESTED_RULES + tuple(r for r in RULES if r not in NESTED_RULES)
+RuleFunction = Callable[[int], "tuple[np.ndarray, np.ndarray]"]  # steps -> (alphas [m], weights [m]) on [0, 1]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A registered integration rule: its function, one line of help, and the steps it accepts."""
+
+    name: str
+    function: RuleFunction
+    help: str
+    min_steps: int = 2               # the fewest points it takes (a trapezoid needs both ends)
+    points: int | None = None        # a preset of this many points that ignores `steps` (the seed's 20)
+
+    def __call__(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.function(int(steps) if self.points is None else self.points)
+
+
+RULES: dict[str, Rule] = {}  # the registry {name: rule}, in registration order
+NESTED_RULES = ("romberg", "trapezoid")  # refinement families that only add points (refinement_schedule)
+_REFINEMENT_ONLY = ("adaptive", "romberg")  # refinement methods that are no fixed rule
 DEFAULT_RULE = "gausslegendre"
 SEED_POINTS = 20
 
 
+def register(name: str, *, min_steps: int = 2, points: int | None = None):
+    """Decorator: register `function(steps) -> (alphas, weights)` as the rule `name`; its docstring's first line
+    is the rule's help."""
+    def add(function: RuleFunction) -> RuleFunction:
+        if name in RULES or name in _REFINEMENT_ONLY:
+            raise ValueError(f"an integration rule or refinement named {name!r} exists already")
+        doc = (function.__doc__ or "").strip().splitlines()
+        RULES[name] = Rule(name, function, doc[0] if doc else "", min_steps, points)
+        return function
+    return add
+
+
+def unregister(name: str) -> None:
+    del RULES[name]
+
+
+def names() -> tuple[str, ...]:
+    return tuple(RULES)
+
+
+def refinement_names() -> tuple[str, ...]:
+    """What a refinement schedule walks: the nested families, then every other registered rule (doubling)."""
+    return NESTED_RULES + tuple(r for r in RULES if r not in NESTED_RULES)
+
+
+def help_text() -> str:
+    """One line per rule: `name: help`."""
+    return "\n".join(f"{r.name}: {r.help}" for r in RULES.values())
+
+
+def check(name: str, steps: int) -> Rule:
+    """The rule `name`, if `steps` suits it; else one UserError naming the choices (the one place that checks)."""
+    rule = RULES.get(name)
+    if rule is None:
+        raise UserError(f"unknown integration rule {name!r}; choose one of {', '.join(RULES)}")
+    if rule.points is None and (int(steps) != steps or steps < rule.min_steps):
+        raise UserError(f"integration rule {name!r} needs steps >= {rule.min_steps}, got {steps}")
+    return rule
+
+
 def integration_rule(name: str = DEFAULT_RULE, steps: int = 50) -> tuple[np.ndarray, np.ndarray]:
     """(alphas [m], weights [m]) float64 of the named rule on [0, 1] with m = `steps` points ("seed": 20)."""
-    if name not in RULES:
-        raise UserError(f"unknown integration rule {name!r}; choose one of {', '.join(RULES)}")
-    if name == "seed":
-        alphas = np.arange(SEED_POINTS) / SEED_POINTS
-        weights = np.full(SEED_POINTS, 1.0 / (SEED_POINTS - 1))
-        weights[[0, -1]] /= 2
-        return alphas, weights
-    min_steps = 1 if name == "gausslegendre" else 2  # Captum's limits; a trapezoid needs both ends
-    if int(steps) != steps or steps < min_steps:
-        raise UserError(f"integration rule {name!r} needs steps >= {min_steps}, got {steps}")
-    n = int(steps)
-    if name == "gausslegendre":
-        nodes, w = np.polynomial.legendre.leggauss(n)  # on [-1, 1]
-        return 0.5 * (nodes + 1.0), 0.5 * w
+    return check(name, steps)(steps)
+
+
+# --- the built-in rules: Captum's five (its alphas and weights exactly), the textbook trapezoid, the seed's ---
+@register("riemann_left")
+def _riemann_left(n: int):
+    """left Riemann sum: α = k/m, k = 0 … m−1 (Captum's)"""
+    return np.arange(n) / n, np.full(n, 1.0 / n)
+
+
+@register("riemann_right")
+def _riemann_right(n: int):
+    """right Riemann sum: α = k/m, k = 1 … m (Captum's)"""
+    return np.arange(1, n + 1) / n, np.full(n, 1.0 / n)
+
+
+@register("riemann_middle")
+def _riemann_middle(n: int):
+    """midpoint rule: α = (k + ½)/m (Captum's)"""
+    return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
+
+
+@register("riemann_trapezoid")
+def _riemann_trapezoid(n: int):
+    """Captum's trapezoid: m points on [0, 1] but weights 1/m, halved at the ends (biased by −1/m)"""
     weights = np.full(n, 1.0 / n)
-    if name == "trapezoid":
-        weights = np.full(n, 1.0 / (n - 1))
-        weights[[0, -1]] /= 2
-        return np.linspace(0.0, 1.0, n), weights
-    if name == "riemann_left":
-        alphas = np.arange(n) / n
-    elif name == "riemann_right":
-        alphas = np.arange(1, n + 1) / n
-    elif name == "riemann_middle":
-        alphas = (np.arange(n) + 0.5) / n
-    else:  # riemann_trapezoid, Captum's variant: n equally spaced points including both ends, steps of 1/n
-        alphas = np.linspace(0.0, 1.0, n)
-        weights[[0, -1]] /= 2
-    return alphas, weights
+    weights[[0, -1]] /= 2
+    return np.linspace(0.0, 1.0, n), weights
+
+
+@register("gausslegendre")
+def _gauss_legendre(n: int):
+    """Gauss–Legendre nodes and weights on [0, 1] (Captum's; the default)"""
+    nodes, w = np.polynomial.legendre.leggauss(n)  # on [-1, 1]
+    return 0.5 * (nodes + 1.0), 0.5 * w
+
+
+@register("seed", points=SEED_POINTS)
+def _seed(n: int):
+    """the original seed code: 20 points i/20, consecutive gradients averaged (ignores the steps)"""
+    weights = np.full(n, 1.0 / (n - 1))
+    weights[[0, -1]] /= 2
+    return np.arange(n) / n, weights
+
+
+@register("trapezoid")
+def _trapezoid(n: int):
+    """textbook trapezoid: m points on [0, 1], weights 1/(m−1), halved at the ends"""
+    weights = np.full(n, 1.0 / (n - 1))
+    weights[[0, -1]] /= 2
+    return np.linspace(0.0, 1.0, n), weights
 
 
 @dataclass(frozen=True)
@@ -189,7 +270,7 @@ def refinement_schedule(name: str, start_steps: int = 5, max_steps: int = 257) -
         coeffs = np.zeros(level + 1)
         coeffs[-1] = 1.0
         yield RefinementLevel(alphas, weights, np.full(len(alphas), level), coeffs, total, len(alphas))
-        if name == "seed":
+        if RULES[name].points is not None:  # a preset: more steps would evaluate the same points again
             return
         level += 1
         steps *= 2

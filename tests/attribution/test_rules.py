@@ -1,12 +1,16 @@
-"""Integration rules: normalisation, polynomial exactness, the seed preset, Captum's definitions, nesting."""
+"""Integration rules: normalisation, polynomial exactness, the seed preset, Captum's definitions, nesting, the registry."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lit_rcqa.attribution import rules
+from lit_rcqa.attribution.integrated_gradients import IGSettings, integrated_gradients
 from lit_rcqa.attribution.rules import RULES, integration_rule, refinement_schedule, romberg_coeffs
 from lit_rcqa.errors import UserError
+from tests.attribution.test_integrated_gradients import tiny_example, with_random_biases
+from tests.conftest import make_tiny_qa_model
 
 
 def integrate(name, steps, f):
@@ -36,7 +40,7 @@ def test_captum_trapezoid_weights_sum_to_one_minus_one_over_m(steps):
 
 
 @pytest.mark.parametrize("name, steps, degree", [
-    ("gausslegendre", 1, 1), ("gausslegendre", 5, 9), ("gausslegendre", 8, 15),
+    ("gausslegendre", 2, 3), ("gausslegendre", 5, 9), ("gausslegendre", 8, 15),
     ("riemann_middle", 7, 1), ("trapezoid", 9, 1),
 ])
 def test_exact_on_polynomials_up_to_the_rule_degree(name, steps, degree):
@@ -84,7 +88,7 @@ def test_bad_names_and_steps_are_user_errors():
         integration_rule("simpson", 10)
     with pytest.raises(UserError, match="steps >= 2"):
         integration_rule("riemann_left", 1)
-    with pytest.raises(UserError, match="steps >= 1"):
+    with pytest.raises(UserError, match="steps >= 2"):
         integration_rule("gausslegendre", 0)
 
 
@@ -128,3 +132,66 @@ def test_romberg_converges_faster_than_trapezoid_and_gauss_legendre_schedule_dou
     assert [len(lv.new_alphas) for lv in levels] == [5, 10, 20, 40]
     assert [lv.steps for lv in levels] == [5, 15, 35, 75]
     assert list(levels[-1].coeffs) == [0, 0, 0, 1]
+
+
+# --- the registry: a rule registered from outside the module, its help and its one check ---------------------
+@pytest.fixture
+def toy_rules():
+    @rules.register("toy_simpson", min_steps=3)
+    def simpson(n):
+        """composite Simpson on m (odd) equally spaced points"""
+        if n % 2 == 0:
+            n += 1  # Simpson needs an even number of intervals
+        h = 1.0 / (n - 1)
+        weights = np.where(np.arange(n) % 2 == 1, 4.0, 2.0) * h / 3
+        weights[[0, -1]] = h / 3
+        return np.linspace(0.0, 1.0, n), weights
+
+    @rules.register("toy_midpoint")
+    def midpoint(n):
+        """the midpoint rule, written again"""
+        return (2 * np.arange(n) + 1) / (2 * n), np.full(n, 1 / n)
+
+    yield
+    rules.unregister("toy_simpson")
+    rules.unregister("toy_midpoint")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return with_random_biases(make_tiny_qa_model("bert", layers=2, hidden=32))
+
+
+def test_a_registered_rule_runs_in_integrated_gradients(toy_rules, tiny):
+    ids, types = tiny_example()
+    midpoint = integrated_gradients(tiny, ids, token_type_ids=types, settings=IGSettings(steps=8, method="toy_midpoint"))
+    reference = integrated_gradients(tiny, ids, token_type_ids=types,
+                                     settings=IGSettings(steps=8, method="riemann_middle"))
+    np.testing.assert_allclose(midpoint.importance, reference.importance, rtol=1e-5, atol=1e-8)
+    simpson = integrated_gradients(tiny, ids, token_type_ids=types, settings=IGSettings(steps=65, method="toy_simpson"))
+    assert (simpson.steps == 65).all() and (simpson.delta <= 1e-3).all()  # complete: Σ IG = F(h) − F(b)
+    # with an accuracy target, a registered rule is also a doubling schedule
+    doubled = integrated_gradients(tiny, ids, token_type_ids=types,
+                                   settings=IGSettings(tolerance=1e-2, refine_method="toy_simpson", max_steps=129))
+    assert (doubled.delta <= 1e-2).all()
+    assert "toy_simpson: composite Simpson on m (odd) equally spaced points" in rules.help_text()
+
+
+def test_one_check_names_the_choices_for_an_unknown_rule_or_bad_steps(toy_rules):
+    for make in (lambda: IGSettings(method="simpson"), lambda: integration_rule("simpson", 10)):
+        with pytest.raises(UserError, match=r"unknown integration rule 'simpson'; choose one of riemann_left, .*"
+                                            r"trapezoid, toy_simpson, toy_midpoint$"):
+            make()
+    for make in (lambda: IGSettings(method="toy_simpson", steps=2), lambda: integration_rule("toy_simpson", 2)):
+        with pytest.raises(UserError, match=r"^integration rule 'toy_simpson' needs steps >= 3, got 2$"):
+            make()
+    IGSettings(method="seed", steps=1)  # a preset ignores the steps
+    with pytest.raises(ValueError, match="exists already"):
+        rules.register("gausslegendre")(lambda n: (np.zeros(n), np.zeros(n)))
+    with pytest.raises(ValueError, match="exists already"):
+        rules.register("romberg")(lambda n: (np.zeros(n), np.zeros(n)))
+
+
+def test_the_registry_holds_the_built_ins_only_after_unregistering():
+    assert list(RULES) == ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre",
+                           "seed", "trapezoid"]

@@ -37,10 +37,10 @@ from lit_rcqa.attribution import store
 from lit_rcqa.attribution.integrated_gradients import IGSettings
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution.record import layer_name
-from lit_rcqa.attribution.system import (AttributionSystem, BaselineKind, Explain, ExampleItem,
-                                         PostprocessSettings)
+from lit_rcqa.attribution.system import AttributionSystem, BaselineKind, Explain, ExampleItem
 from lit_rcqa.data.datamodule import EvalSplit, ExampleShardSampler, QADataModule
 from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings
 
 # Informational: a moved run folder is still the same model; a schema 1 manifest describes the same settings.
 NOT_COMPARED = ("model.path", "schema")
@@ -62,11 +62,12 @@ class TrainedRun:
         return self.run_dir.resolve().name
 
     def postprocess(self) -> PostprocessSettings:
-        m = self.config.get("model") or {}
-        return PostprocessSettings(n_best=int(m.get("n_best", 20)),
-                                   max_answer_length=int(m.get("max_answer_length", 30)),
-                                   version_2=bool(m.get("version_2_with_negative", False)),
-                                   null_threshold=float(m.get("null_threshold", 0.0)))
+        """The run's post-processing (its config.yaml `model.*`), so the explained answer is its answer."""
+        m, default = self.config.get("model") or {}, DEFAULT_POSTPROCESS
+        return PostprocessSettings(n_best=int(m.get("n_best", default.n_best)),
+                                   max_answer_length=int(m.get("max_answer_length", default.max_answer_length)),
+                                   version_2=bool(m.get("version_2_with_negative", default.version_2)),
+                                   null_threshold=float(m.get("null_threshold", default.null_threshold)))
 
     def data_module(self, num_examples: Optional[int]) -> QADataModule:
         """The run's QADataModule with the run's data settings, the saved tokenizer, the first N dev questions."""

@@ -27,20 +27,10 @@ from lit_rcqa.attribution.layers import EncoderAdapter
 from lit_rcqa.attribution.record import AttributionRecord, layer_name
 from lit_rcqa.data.example import QAExample
 from lit_rcqa.data.features import Features, collate_features
-from lit_rcqa.evaluation.postprocess import postprocess_predictions
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings, postprocess_predictions
 
 Explain = Literal["predicted", "gold"]
 BaselineKind = Literal["zero", "mean"]
-
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """The training run's post-processing (its config.yaml `model.*`), so the explained answer is its answer."""
-
-    n_best: int = 20
-    max_answer_length: int = 30
-    version_2: bool = False
-    null_threshold: float = 0.0
 
 
 @dataclass
@@ -91,7 +81,7 @@ class AttributionSystem(LightningModule):
     """Holds the plain QA model (eval mode, frozen) and the IG settings; `predict_step` explains a batch."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, layers: list[int], settings: IGSettings, *,
-                 post: PostprocessSettings = PostprocessSettings(), explain: Explain = "predicted",
+                 post: PostprocessSettings = DEFAULT_POSTPROCESS, explain: Explain = "predicted",
                  baseline: BaselineKind = "zero", hidden_examples: int = 200, hidden_dtype: str = "float16"):
         super().__init__()
         self.model = model.eval().requires_grad_(False)  # IG differentiates w.r.t. hidden states only

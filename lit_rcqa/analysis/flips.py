@@ -19,24 +19,10 @@ import torch
 
 from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
 from lit_rcqa.analysis.sections import by_layer, series
+from lit_rcqa.attribution.integrated_gradients import best_spans
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.plots.report import Section
-
-
-def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, passage_start: int, passage_end: int,
-               max_answer_length: int = 30) -> np.ndarray:
-    """[B, T] start and end logits -> [B, 2] (start, end) token indices of each row's best passage span."""
-    T = start_logits.shape[-1]
-    i = torch.arange(T)
-    inside = (i >= passage_start) & (i < passage_end)  # [T]
-    allowed = (inside[:, None] & inside[None, :] & (i[None, :] >= i[:, None])
-               & (i[None, :] - i[:, None] < max_answer_length))  # [T, T]
-    if not allowed.any():
-        raise ValueError(f"empty passage [{passage_start}, {passage_end}): no span to predict")
-    scores = start_logits[:, :, None] + end_logits[:, None, :]  # [B, T, T]
-    flat = scores.masked_fill(~allowed, float("-inf")).flatten(1).argmax(dim=1)  # [B]
-    return torch.stack([flat // T, flat % T], dim=1).numpy()
 
 
 def random_token(example_id: str, layer: int, passage_start: int, passage_end: int, exclude: int,
@@ -76,7 +62,8 @@ def record_flips(record: AttributionRecord, model, *, seed: int = 0, max_answer_
     ps, pe = record.passage_start, record.passage_end
     # 1. prefix cache: every layer's hidden state from one pass; the unperturbed span from the top one
     states = adapter.hidden_states(ids, None, types)  # L+1 × [1, T, d]
-    original = best_spans(*adapter.forward_from(adapter.num_layers, states[-1]), ps, pe, max_answer_length)[0]
+    original = best_spans(*adapter.forward_from(adapter.num_layers, states[-1]), (ps, pe),
+                          max_answer_length)[0].cpu().numpy()
     n = len(record.layers)
     top1, rand = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     top1_flip, rand_flip = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -90,7 +77,7 @@ def record_flips(record: AttributionRecord, model, *, seed: int = 0, max_answer_
         h[0, top1[row]] = 0.0
         if rand[row] >= 0:
             h[1, rand[row]] = 0.0
-        spans = best_spans(*adapter.forward_from(index, h), ps, pe, max_answer_length)  # [2, 2]
+        spans = best_spans(*adapter.forward_from(index, h), (ps, pe), max_answer_length).cpu().numpy()  # [2, 2]
         changed = (spans != original[None]).any(axis=1)  # [2]
         top1_flip[row] = changed[0]
         rand_flip[row] = changed[1] and rand[row] >= 0

@@ -93,19 +93,27 @@ class IGResult:
     #                                 (alphas [N], weights [N]) per layer, every evaluated node (unused ones weigh 0)
 
 
-def best_span(start_logits: torch.Tensor, end_logits: torch.Tensor, passage: torch.Tensor,
-              max_answer_length: int = 30) -> tuple[int, int]:
-    """argmax of start[i] + end[j] over passage tokens i <= j < i + max_answer_length. Inputs [T]."""
-    scores = start_logits[:, None] + end_logits[None, :]  # [T, T]
-    T = scores.shape[0]
-    i = torch.arange(T, device=scores.device)
-    passage = passage.to(scores.device)
-    allowed = (passage[:, None] & passage[None, :] & (i[None, :] >= i[:, None])
-               & (i[None, :] - i[:, None] < max_answer_length))
+def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, passage,
+               max_answer_length: int = 30) -> torch.Tensor:
+    """[B, T] start and end logits -> [B, 2] (start, end) of each row's argmax of start[i] + end[j] over passage
+    tokens i <= j < i + max_answer_length. passage: a bool mask [T] or (start, end) half-open token indices."""
+    T = start_logits.shape[-1]
+    i = torch.arange(T, device=start_logits.device)
+    inside = _passage_mask(passage, None, T).to(start_logits.device)  # [T]
+    allowed = (inside[:, None] & inside[None, :] & (i[None, :] >= i[:, None])
+               & (i[None, :] - i[:, None] < max_answer_length))  # [T, T]
     if not allowed.any():
         raise UserError("no passage tokens to predict a span from (empty passage mask)")
-    flat = scores.masked_fill(~allowed, float("-inf")).argmax()
-    return int(flat // T), int(flat % T)
+    scores = start_logits[:, :, None] + end_logits[:, None, :]  # [B, T, T]
+    flat = scores.masked_fill(~allowed, float("-inf")).flatten(1).argmax(dim=1)  # [B]
+    return torch.stack([flat // T, flat % T], dim=1)
+
+
+def best_span(start_logits: torch.Tensor, end_logits: torch.Tensor, passage,
+              max_answer_length: int = 30) -> tuple[int, int]:
+    """`best_spans` of one row: start and end logits [T] -> (start, end)."""
+    s, e = best_spans(start_logits[None], end_logits[None], passage, max_answer_length)[0].tolist()
+    return s, e
 
 
 def _passage_mask(passage, token_type_ids: torch.Tensor | None, T: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.references import captum_layer_ig, qa_target
-from lit_rcqa.attribution.integrated_gradients import IGSettings, best_span, integrated_gradients
+from lit_rcqa.attribution.integrated_gradients import IGSettings, best_span, best_spans, integrated_gradients
 from lit_rcqa.attribution.layers import EncoderAdapter
 from lit_rcqa.errors import UserError
 from tests.conftest import make_tiny_qa_model
@@ -202,6 +202,24 @@ def test_best_span_respects_passage_order_and_length_on_hand_built_logits():
     assert best_span(start, end, passage, max_answer_length=2) == (1, 1)
     with pytest.raises(UserError, match="no passage tokens"):
         best_span(start, end, torch.zeros(8, dtype=torch.bool))
+
+
+def test_best_spans_equals_a_brute_force_search_over_allowed_spans():
+    g = torch.Generator().manual_seed(0)
+    start, end = torch.randn(6, 20, generator=g), torch.randn(6, 20, generator=g)
+    start[:, 1], end[:, 19] = 50.0, 50.0  # tempting, but outside the passage 3..17
+    for max_len in (1, 4, 30):
+        got = best_spans(start, end, (3, 17), max_answer_length=max_len).tolist()
+        for b in range(6):
+            allowed = [(i, j) for i in range(3, 17) for j in range(i, min(i + max_len, 17))]
+            want = max(allowed, key=lambda ij: float(start[b, ij[0]] + end[b, ij[1]]))
+            assert tuple(got[b]) == want
+    with pytest.raises(UserError, match="no passage tokens"):
+        best_spans(start, end, (5, 5))
+    mask = torch.zeros(20, dtype=torch.bool)
+    mask[3:17] = True
+    assert best_spans(start, end, mask).tolist() == best_spans(start, end, (3, 17)).tolist()
+    assert best_span(start[2], end[2], mask) == tuple(best_spans(start, end, mask)[2].tolist())
 
 
 def test_seed_preset_and_bad_settings(tiny):

@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence
 
 from lit_rcqa.data.example import QAExample
 from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings
 
 RUN_CONFIG = "config.yaml"  # train.py's resolved config, beside model/ in the run folder
 
@@ -39,11 +40,17 @@ class PredictSettings:
     doc_stride: int = 128
     max_query_length: int = 64
     pad_to_max_length: bool = False
-    n_best: int = 20
-    max_answer_length: int = 30
-    version_2: bool = False  # allow the empty (no-answer) prediction
-    null_threshold: float = 0.0
+    # Flat (answer() takes each as a keyword); the defaults are PostprocessSettings'.
+    n_best: int = DEFAULT_POSTPROCESS.n_best
+    max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length
+    version_2: bool = DEFAULT_POSTPROCESS.version_2  # allow the empty (no-answer) prediction
+    null_threshold: float = DEFAULT_POSTPROCESS.null_threshold
     batch_size: int = 64  # windows per forward pass
+
+    @property
+    def postprocess(self) -> PostprocessSettings:
+        return PostprocessSettings(n_best=self.n_best, max_answer_length=self.max_answer_length,
+                                   version_2=self.version_2, null_threshold=self.null_threshold)
 
 
 @dataclass(frozen=True)
@@ -163,9 +170,7 @@ def predict_examples(model: Any, tokenizer: Any, examples: Sequence[QAExample],
                            max_query_length=settings.max_query_length, pad_to_max_length=settings.pad_to_max_length)
     features = build_features(examples, tokenizer, config, training=False)
     starts, ends = score_windows(model, features, tokenizer.pad_token_id, settings)
-    return postprocess_predictions(examples, features, starts, ends, n_best=settings.n_best,
-                                   max_answer_length=settings.max_answer_length, version_2=settings.version_2,
-                                   null_threshold=settings.null_threshold)
+    return postprocess_predictions(examples, features, starts, ends, **dataclasses.asdict(settings.postprocess))
 
 
 def answer(model_dir_or_model: Any, question: str, context: str, n_best: Optional[int] = None, tokenizer: Any = None,

@@ -11,12 +11,13 @@ probabilities over the n-best.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from lit_rcqa.data.example import QAExample
-from lit_rcqa.data.features import Features
+if TYPE_CHECKING:  # annotations only: the settings stay importable without torch (lit_rcqa.predict)
+    from lit_rcqa.data.example import QAExample
+    from lit_rcqa.data.features import Features
 
 
 @dataclass(frozen=True)

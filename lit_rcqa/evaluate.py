@@ -78,7 +78,7 @@ def score_v20(examples: Sequence[Any], predictions: Mapping[str, str], *, duorc:
               na_prob_thresh: float = 1.0) -> tuple[dict[str, Any], list[str]]:
     """evaluate-v2.0.py's main() on the questions that have a prediction. `na_probs`, when given, must
     hold every such question (the script's own file-less default is 0.0 for each)."""
-    from lit_rcqa.evaluation.metrics import question_scores
+    from lit_rcqa.evaluation.metrics import question_scores, v2_eval_dict
 
     # 1. Raw scores of the predicted questions, in file order (get_raw_scores).
     has_ans: dict[str, bool] = {}
@@ -109,11 +109,7 @@ def score_v20(examples: Sequence[Any], predictions: Mapping[str, str], *, duorc:
     f1 = {q: float(not has_ans[q]) if probs[q] > na_prob_thresh else s for q, s in f1_raw.items()}
 
     # 3. Totals, then the answerable and unanswerable groups (make_eval_dict, merge_eval).
-    result = _eval_block("", list(exact.values()), list(f1.values()))
-    for prefix, wanted in (("HasAns_", True), ("NoAns_", False)):
-        ids = [q for q in exact if has_ans[q] is wanted]
-        if ids:
-            result.update(_eval_block(prefix, [exact[q] for q in ids], [f1[q] for q in ids]))
+    result = v2_eval_dict(list(exact.values()), list(f1.values()), [has_ans[q] for q in exact])
 
     # 4. With a probability file: the best threshold for each score (find_all_best_thresh).
     if na_probs is not None:
@@ -121,12 +117,6 @@ def score_v20(examples: Sequence[Any], predictions: Mapping[str, str], *, duorc:
             best, thresh = best_threshold(raw, answers, has_ans, na_probs)
             result[f"best_{name}"], result[f"best_{name}_thresh"] = best, thresh
     return result, missing
-
-
-def _eval_block(prefix: str, exact: list[float], f1: list[float]) -> dict[str, Any]:
-    total = len(exact)
-    return {f"{prefix}exact": 100.0 * sum(exact) / total, f"{prefix}f1": 100.0 * sum(f1) / total,
-            f"{prefix}total": total}
 
 
 def best_threshold(scores: Mapping[str, float], answers: Mapping[str, str], has_ans: Mapping[str, bool],

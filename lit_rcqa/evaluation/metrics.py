@@ -79,6 +79,30 @@ def question_scores(prediction: str, golds: Sequence[str], *, version_2: bool = 
     return exact, f1
 
 
+GROUPS = (("HasAns_", True), ("NoAns_", False))  # evaluate-v2.0.py's split: by whether the golds have an answer
+
+
+def score_block(prefix: str, exact_sum, f1_sum, total, *, exact_key: str = "exact") -> dict:
+    """`<prefix>exact`, `<prefix>f1` (means in percent) and `<prefix>total`, as evaluate-v2.0.py's make_eval_dict
+    names them. Plain numbers, or the metrics' tensor states (then a total of 0 gives 0, not a division by zero)."""
+    if isinstance(total, torch.Tensor):
+        n, total = total.clamp(min=1).to(torch.float64), total.clone()
+    else:
+        n = total
+    return {f"{prefix}{exact_key}": 100.0 * exact_sum / n, f"{prefix}f1": 100.0 * f1_sum / n, f"{prefix}total": total}
+
+
+def v2_eval_dict(exact: Sequence[float], f1: Sequence[float], has_ans: Sequence[bool]) -> dict:
+    """evaluate-v2.0.py's totals over the questions given: every question, then the HasAns_ and NoAns_ groups
+    that have any. Each sum is taken in the given order, as the script's (so the floats are the script's)."""
+    result = score_block("", sum(exact), sum(f1), len(exact))
+    for prefix, wanted in GROUPS:
+        rows = [i for i, h in enumerate(has_ans) if h is wanted]
+        if rows:
+            result.update(score_block(prefix, sum(exact[i] for i in rows), sum(f1[i] for i in rows), len(rows)))
+    return result
+
+
 def _check_inputs(preds: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
     if isinstance(preds, str) or len(preds) != len(golds):
         raise ValueError(f"need one prediction string per gold list, got {len(preds)} predictions for {len(golds)}")
@@ -159,11 +183,14 @@ class SquadMetrics(_SquadMetric):
         exact = self.has_ans_exact + self.no_ans_exact
         f1_fixed = self.has_ans_f1_fixed + self.no_ans_f1_fixed
         total = self.has_ans_total + self.no_ans_total
-        out = _scores(exact, f1_fixed, total, "")
-        if self.no_ans_total > 0:
-            if self.has_ans_total > 0:
-                out.update(_scores(self.has_ans_exact, self.has_ans_f1_fixed, self.has_ans_total, "HasAns_"))
-            out.update(_scores(self.no_ans_exact, self.no_ans_f1_fixed, self.no_ans_total, "NoAns_"))
+        out = score_block("", exact, _unfixed(f1_fixed), total, exact_key="exact_match")
+        if self.no_ans_total > 0:  # the split only where there is one (a v1.1 set has no unanswerable question)
+            for prefix, has_ans in GROUPS:
+                group = "has_ans" if has_ans else "no_ans"
+                if getattr(self, f"{group}_total") > 0:
+                    out.update(score_block(prefix, getattr(self, f"{group}_exact"),
+                                           _unfixed(getattr(self, f"{group}_f1_fixed")),
+                                           getattr(self, f"{group}_total")))
         return out
 
 
@@ -173,12 +200,3 @@ def _fixed(score: float) -> int:
 
 def _unfixed(value: torch.Tensor) -> torch.Tensor:
     return value.to(torch.float64) / _F1_SCALE
-
-
-def _scores(exact: torch.Tensor, f1_fixed: torch.Tensor, total: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
-    n = total.clamp(min=1).to(torch.float64)
-    return {
-        f"{prefix}exact_match" if not prefix else f"{prefix}exact": 100.0 * exact / n,
-        f"{prefix}f1": 100.0 * _unfixed(f1_fixed) / n,
-        f"{prefix}total": total.clone(),
-    }

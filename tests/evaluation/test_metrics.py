@@ -10,7 +10,8 @@ import random
 import pytest
 
 from lit_rcqa.evaluation.metrics import (SquadExactMatch, SquadF1, SquadMetrics, exact_match_score, f1_score,
-                                         max_over_golds, normalize_answer, question_scores, v2_golds)
+                                         max_over_golds, normalize_answer, question_scores, v2_eval_dict,
+                                         v2_golds)
 from tests.evaluation import official_evaluate_v11 as official_v11
 from tests.evaluation import official_evaluate_v20 as official_v20
 from tests.evaluation.squad_docs import (gold_lists, held_out_style_v2, make_doc, prediction_sets, questions,
@@ -249,3 +250,32 @@ def test_metric_accumulates_over_updates_and_rejects_mismatched_inputs():
         m.update(["a", "b"], [["a"]])
     with pytest.raises(ValueError):
         SquadF1().update("a string", [["a"]] * 8)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_v2_eval_dict_is_the_official_make_eval_dict_and_merge_eval_float_for_float(seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 40)
+    ids = [f"q{i}" for i in range(n)]
+    has_ans = {q: rng.random() < 0.6 for q in ids}
+    exact = {q: float(rng.random() < 0.5) for q in ids}
+    f1 = {q: rng.choice([0.0, 1.0, 2 / 3, 0.4, 1 / 7, rng.random()]) for q in ids}
+    want = official_v20.make_eval_dict(exact, f1)
+    for prefix, wanted in (("HasAns", True), ("NoAns", False)):
+        group = [q for q in ids if has_ans[q] is wanted]
+        if group:
+            official_v20.merge_eval(want, official_v20.make_eval_dict(exact, f1, qid_list=group), prefix)
+    got = v2_eval_dict(list(exact.values()), list(f1.values()), [has_ans[q] for q in ids])
+    assert list(got) == list(want) and got == dict(want)  # the same floats, not merely close ones
+    # the training metric's groups are the same numbers, summed in fixed point
+    metric = SquadMetrics(version_2=True)
+    golds = [["x"] if has_ans[q] else [] for q in ids]
+    preds = ["x" if (exact[q] and has_ans[q]) or (not exact[q] and not has_ans[q]) else "y" for q in ids]
+    metric.update(preds, golds)
+    values = {k: float(v) for k, v in metric.compute().items()}
+    em = [float(p == "x") if h else float(p == "") for p, h in zip(preds, (has_ans[q] for q in ids))]
+    expected = v2_eval_dict(em, em, [has_ans[q] for q in ids])  # one-word answers: F1 = EM
+    expected["exact_match"] = expected.pop("exact")
+    if all(has_ans.values()):  # no unanswerable question: no split
+        expected = {k: v for k, v in expected.items() if not k.startswith("HasAns_")}
+    assert values == pytest.approx(expected)

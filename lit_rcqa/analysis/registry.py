@@ -116,13 +116,14 @@ def help_text() -> str:
     return "\n".join(f"{a.name}: {a.help}" for a in _REGISTRY.values() if not a.always)
 
 
-def check(chosen: Sequence[str]) -> list[str]:
-    """The chosen names (blanks ignored) in report order; a UserError naming the choices for any other name."""
+def check(chosen: Sequence[str], *, also: str = "") -> list[str]:
+    """The chosen names (blanks ignored) in report order; a UserError naming the choices (and `also`) for any
+    other name."""
     wanted = [a.strip() for a in chosen if a.strip()]
     valid = names()
     unknown = sorted(set(wanted) - set(valid))
     if unknown:
-        raise UserError(f"unknown analyses {unknown}; choose from {', '.join(valid)}")
+        raise UserError(f"unknown analyses {unknown}; choose from {', '.join(valid)}{also}")
     return [a for a in valid if a in wanted]
 
 
@@ -133,7 +134,7 @@ def parse(spec: str) -> list[str]:
         return list(names())
     if text in ("none", ""):
         return []
-    return check(text.split(","))
+    return check(text.split(","), also=", all, none")
 
 
 def selected(chosen: Sequence[str]) -> list[Analysis]:

@@ -107,6 +107,8 @@ def test_names_help_and_validation_come_from_the_registry(toy):
     assert registry.names()[-1] == "toy" and "toy: the mean passage importance per layer" in registry.help_text()
     assert registry.parse("all")[-1] == "toy" and registry.parse("TOY, roles") == ["roles", "toy"]
     assert registry.parse("none") == []
+    with pytest.raises(UserError, match=r"unknown analyses \['nope'\]; choose from jsd, .*, html, toy, all, none$"):
+        registry.parse("jsd,nope")
     with pytest.raises(UserError, match=r"unknown analyses \['attention'\]; choose from jsd, .*, html, toy"):
         registry.check(["toy", "attention"])
     with pytest.raises(ValueError, match="registered already"):

@@ -31,6 +31,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # name -> (module, title); cheapest first.
 BENCHES = {
     "metrics": ("bench.bench_metrics", "EM/F1 evaluation, full v1.1 dev"),
+    "tracking": ("bench.bench_tracking", "Tracker overhead of an offline W&B run"),
     "features": ("bench.bench_features", "Feature building and post-processing, full v1.1 dev"),
     "ig": ("bench.bench_ig", "Layer-wise Integrated Gradients, all layers"),
     "generic": ("bench.bench_generic", "Layer-wise IG: generic path vs family path"),

@@ -100,3 +100,38 @@ def test_without_credentials_a_run_is_offline_and_never_touches_the_network(clea
     assert where.startswith("wandb sync ") and "offline-run-" in where
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert seconds < RUN_SECONDS, f"{seconds:.1f} s"
+
+
+def test_the_wandb_run_opens_at_build_time_and_records_the_package_versions(clean_home, tmp_path, monkeypatch):
+    """The run starts in the background when the logger is built (so its start-up overlaps the command's own
+    work), before anything is logged; its config names the versions that decide the results."""
+    from importlib.metadata import version
+
+    from tests.wandb_records import RunFile, run_file
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = tracking.build_logger("wandb", tmp_path / "run", "early", "lit_rcqa-test", job_type="train")
+    logger._starting.join(timeout=120)  # nothing has used the logger yet
+    assert logger._experiment is not None, "the W&B run did not open until first use"
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    logger.log_metrics({"x": 1.0}, step=0)
+    tracking.finish(logger)
+    config = RunFile(run_file(tmp_path / "run")).config
+    assert "versions" in config, sorted(config)
+    versions = config["versions"]
+    assert versions["torch"] == version("torch") and versions["transformers"] == version("transformers")
+    assert versions["lightning"] == version("lightning") and versions["wandb"] == version("wandb")
+
+
+def test_a_failed_background_start_is_raised_where_the_run_is_first_used(clean_home, tmp_path, monkeypatch):
+    import wandb
+
+    def refuse(*args, **kwargs):
+        raise wandb.errors.UsageError("no run for you")
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(wandb, "init", refuse)
+    logger = tracking.build_logger("wandb", tmp_path / "run", "refused", "lit_rcqa-test")
+    with pytest.raises(wandb.errors.UsageError, match="no run for you"):
+        logger.experiment

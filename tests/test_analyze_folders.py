@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from analyze import main
+from lit_rcqa import process
 from lit_rcqa.attribution import store
 from lit_rcqa.paths import REPO_ROOT
 from tests.test_analyze import FAST, one_error_line
@@ -117,11 +118,11 @@ def test_a_non_empty_folder_without_a_manifest_is_refused_and_left_alone(tiny, t
 
 
 def with_pid(temp: Path, pid: int, host: str | None = "") -> Path:
-    """`temp` (a name from store.temp_path) written by process `pid` (on `host`; None: the older pid-only name)."""
-    stem, _, host_pid = temp.name.rpartition(store.TEMP_MARKER)
+    """`temp` (a name from process.temp_path) written by process `pid` (on `host`; None: the older pid-only name)."""
+    stem, _, host_pid = temp.name.rpartition(process.TEMP_MARKER)
     our_host = host_pid.rsplit("-", 1)[0]
     suffix = str(pid) if host is None else f"{host or our_host}-{pid}"
-    return temp.with_name(f"{stem}{store.TEMP_MARKER}{suffix}")
+    return temp.with_name(f"{stem}{process.TEMP_MARKER}{suffix}")
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def test_only_temp_files_of_ours_whose_writer_is_gone_are_cleaned(tiny, scored_a
     out = tmp_path / "D"
     shutil.copytree(scored_at_4, out)
     scores = out / store.SCORES_DIR
-    ours = store.temp_path(scores / "00000002-r00.safetensors")  # as left by a writer killed mid-file
+    ours = process.temp_path(scores / "00000002-r00.safetensors")  # as left by a writer killed mid-file
     dead = [with_pid(ours, gone_pid), with_pid(ours, gone_pid, host=None),
             out / f".{store.MANIFEST}.tmp-{gone_pid}", out / f".analyze_config.yaml.tmp-{gone_pid}"]
     alive = [with_pid(ours, live_pid), with_pid(ours, gone_pid, host="another-host.example"),

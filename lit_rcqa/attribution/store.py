@@ -52,7 +52,6 @@ import numpy as np
 from lit_rcqa import process
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.errors import UserError
-from lit_rcqa.process import TEMP_MARKER, temp_path  # noqa: F401  (the shards' temp names)
 
 SCHEMA_VERSION = 3
 LEGACY_SCHEMA = 1        # before shards carried their settings and sidecars their own checksum
@@ -63,7 +62,7 @@ SHARD_PATTERN = re.compile(r"^(\d{8})-r(\d{2,})(?:-(\d+))?\.json$")
 # Only files this package left behind: a shard file's name, our marker, the writer's host and pid (the host is
 # absent in names written before it was added), never a user's `.x.tmp-1`.
 TEMP_PATTERN = re.compile(r"^\.\d{8}-r\d{2,}(?:-\d+)?(?:\.hidden)?\.(?:safetensors|json)"
-                          + re.escape(TEMP_MARKER) + r"(?:(?P<host>[A-Za-z0-9_.-]+)-)?(?P<pid>\d+)$")
+                          + re.escape(process.TEMP_MARKER) + r"(?:(?P<host>[A-Za-z0-9_.-]+)-)?(?P<pid>\d+)$")
 # A shard's tensor file (committed before its sidecar; without one it is the leftover of a killed writer).
 TENSOR_PATTERN = re.compile(r"^(\d{8}-r\d{2,}(?:-\d+)?)(?:\.hidden)?\.safetensors$")
 SHARD_SUFFIXES = (".json", ".safetensors", ".hidden.safetensors")

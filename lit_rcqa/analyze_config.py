@@ -21,8 +21,7 @@ from typing import Any, Literal, Optional, Union
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 
 from lit_rcqa.errors import UserError
-
-LoggerKind = Literal["wandb", "csv", "tensorboard", "none"]
+from lit_rcqa.tracking import LoggerKind
 
 
 @dataclass(frozen=True)

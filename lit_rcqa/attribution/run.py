@@ -1,7 +1,8 @@
 """Layer-wise IG over a finished training run's dev split, streamed to shards: `run_ig(...)`.
 
-Steps: (1) open the run (`runs/<name>/`: config.yaml, model/, run.json complete); (2) rebuild its dev split
-with the run's own data settings (QADataModule), first `num_examples` questions; (3) check `<out>`: new,
+Steps: (1) open the run (`runs/<name>/`: config.yaml, model/, run.json complete), its data and post-processing
+settings read by train.py's own parser (`cli.read_run_config`); (2) rebuild its dev split with those data
+settings (QADataModule), first `num_examples` questions; (3) check `<out>`: new,
 empty or an analysis folder of ours (a manifest, or shards that lost theirs); lock it (one live analyze.py
 per folder); check its manifest (model fingerprint, data, IG settings; a different resume is refused) and
 every shard's own settings; write the manifest; remove what killed runs left (temp files of dead writers,
@@ -16,17 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import os
 import re
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
 
-import yaml
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
@@ -40,18 +39,19 @@ from lit_rcqa.attribution.record import layer_name
 from lit_rcqa.attribution.system import AttributionSystem, BaselineKind, Explain, ExampleItem
 from lit_rcqa.data.datamodule import EvalSplit, ExampleShardSampler, QADataModule
 from lit_rcqa.errors import UserError
-from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings
+from lit_rcqa.evaluation.postprocess import PostprocessSettings
 
 # Informational: a moved run folder is still the same model; a schema 1 manifest describes the same settings.
 NOT_COMPARED = ("model.path", "schema")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainedRun:
-    """A complete training run folder and its resolved config.yaml."""
+    """A complete training run folder and the settings its config.yaml holds, as train.py's parser reads them."""
 
     run_dir: Path
-    config: dict[str, Any]
+    data: dict[str, Any]                # QADataModule's keyword arguments (the run's `data.*`)
+    postprocess: PostprocessSettings    # the run's post-processing: the explained answer is its answer
 
     @property
     def model_dir(self) -> Path:
@@ -61,19 +61,9 @@ class TrainedRun:
     def name(self) -> str:
         return self.run_dir.resolve().name
 
-    def postprocess(self) -> PostprocessSettings:
-        """The run's post-processing (its config.yaml `model.*`), so the explained answer is its answer."""
-        m, default = self.config.get("model") or {}, DEFAULT_POSTPROCESS
-        return PostprocessSettings(n_best=int(m.get("n_best", default.n_best)),
-                                   max_answer_length=int(m.get("max_answer_length", default.max_answer_length)),
-                                   version_2=bool(m.get("version_2_with_negative", default.version_2)),
-                                   null_threshold=float(m.get("null_threshold", default.null_threshold)))
-
     def data_module(self, num_examples: Optional[int]) -> QADataModule:
         """The run's QADataModule with the run's data settings, the saved tokenizer, the first N dev questions."""
-        accepted = set(inspect.signature(QADataModule.__init__).parameters) - {"self"}
-        kwargs = {k: v for k, v in (self.config.get("data") or {}).items() if k in accepted}
-        kwargs.update(tokenizer_name=str(self.model_dir), num_workers=0)
+        kwargs = {**self.data, "tokenizer_name": str(self.model_dir), "num_workers": 0}
         if num_examples is not None:
             kwargs["max_eval_examples"] = min(num_examples, kwargs.get("max_eval_examples") or num_examples)
         return QADataModule(**kwargs)
@@ -81,6 +71,8 @@ class TrainedRun:
 
 def open_run(run_dir: str | Path) -> TrainedRun:
     """A finished training run, or one clear error (missing, not complete, no model/, bad config.yaml)."""
+    from lit_rcqa.cli import read_run_config  # builds train.py's parser: Lightning's CLI, loaded when needed
+
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"run not found: {path} (pass --run runs/NAME, a folder written by train.py)")
@@ -90,11 +82,8 @@ def open_run(run_dir: str | Path) -> TrainedRun:
                         "or pass another --run")
     if not (path / "model" / "config.json").is_file():
         raise UserError(f"run {path} has no saved model ({path / 'model'}); it was not a fit run")
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"run {path}: cannot read config.yaml ({type(err).__name__})") from None
-    return TrainedRun(path, config)
+    data, postprocess = read_run_config(path)
+    return TrainedRun(path, data, postprocess)
 
 
 def load_model(run: TrainedRun):
@@ -170,7 +159,7 @@ def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: 
         "model": {"path": str(run.model_dir.resolve()), "fingerprint": weights_fingerprint(run.model_dir)},
         "data": {**source, "max_seq_length": hp.max_seq_length, "doc_stride": hp.doc_stride,
                  "max_query_length": hp.max_query_length, "num_examples": len(split.examples)},
-        "postprocess": vars(run.postprocess()),
+        "postprocess": vars(run.postprocess),
         "ig": {"layers": [layer_name(i) for i in layers], "steps": settings.steps, "method": settings.method,
                "target": settings.target, "baseline": options.baseline, "tolerance": settings.tolerance,
                "max_steps": settings.max_steps, "min_steps": settings.min_steps,
@@ -344,6 +333,8 @@ def run_ig(run: TrainedRun, out_dir: str | Path, settings: IGSettings, options: 
 def _run_ig(run: TrainedRun, out_dir: Path, settings: IGSettings, options: IGOptions, model,
             callbacks: IGCallbacks, hold: contextlib.ExitStack) -> IGRun:
     check_out_dir(out_dir)
+    # The longest span IG may explain is the run's: its answers were chosen under that limit.
+    settings = replace(settings, max_answer_length=run.postprocess.max_answer_length)
     # 1-2. model, layers (validated before anything is written), dev subset
     model = load_model(run) if model is None else model
     layers = parse_layers(options.layers, EncoderAdapter(model).num_layers)  # also refuses unsupported families
@@ -369,7 +360,7 @@ def _run_ig(run: TrainedRun, out_dir: Path, settings: IGSettings, options: IGOpt
     if not todo:
         return IGRun(process.is_launcher(), len(split.examples), 0, 0.0, names)
     # 5. the prediction loop
-    system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), explain=options.explain,
+    system = AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess, explain=options.explain,
                                baseline=options.baseline, hidden_examples=options.hidden_examples,
                                hidden_dtype=options.hidden_dtype)
     trainer = Trainer(accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,

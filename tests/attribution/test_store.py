@@ -246,10 +246,21 @@ def built_settings(run, ig=None, options=None, layers=(0, 1, 2), num_examples=6)
 
 
 def with_config(run, section: str, **changes):
-    """The same run folder with other settings in its config.yaml (as another training run would have)."""
-    config = copy.deepcopy(run.config)
-    config[section] = {**config[section], **changes}
-    return dataclasses.replace(run, config=config)
+    """The same model in a run folder whose config.yaml has other settings (as another training run would have),
+    opened as analyze.py opens it."""
+    import yaml
+
+    from lit_rcqa.attribution.run import open_run
+
+    folder = run.run_dir.parent / f"{run.run_dir.name}-{section}-{'-'.join(f'{k}={v}' for k, v in changes.items())}"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "model").symlink_to(run.model_dir.resolve())  # the same files: the same fingerprint
+        (folder / "run.json").write_bytes((run.run_dir / "run.json").read_bytes())
+        config = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+        config[section] = {**config[section], **changes}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return open_run(folder)
 
 
 def with_model_file(run, tmp_path: Path, name: str, change) -> object:

@@ -1,8 +1,12 @@
 """Explain a fine-tuned QA model layer by layer (Integrated Gradients), then analyse and report.
 
     python analyze.py --layers all                     # latest complete run in runs/, its dev split
-    python analyze.py --run runs/NAME --num-examples 1000 --steps 50
-    python analyze.py --help                           # every flag
+    python analyze.py --config configs/analyze.yaml --ig.tolerance 0.005   # the file, one setting changed
+    python analyze.py --run runs/NAME --loop.num_examples 1000 --ig.steps 50   # (or --num-examples, --steps)
+    python analyze.py --help                           # every option (groups ig, loop, analysis), described
+
+The settings are `lit_rcqa/analyze_config.py`'s typed tree; the resolved ones are saved beside the outputs as
+analyze_config.yaml.
 
 The app's callbacks (the shard writer, the heap trim, the progress bar) come from `callbacks/` beside this
 script; the library `lit_rcqa` takes them as an argument and never imports them.

@@ -1,14 +1,18 @@
-"""`python analyze.py --layers all`: layer-wise IG over a training run's dev split, then every analysis.
+"""`python analyze.py`: layer-wise IG over a training run's dev split, then every analysis.
 
     python analyze.py --layers all                         # latest complete run in runs/, 200 dev questions
-    python analyze.py --run runs/NAME --layers 0,3,6 --num-examples 1000 --steps 50 --method gausslegendre
-    python analyze.py --skip-ig --analyses jsd,roles       # reuse the shards, rerun two analyses
-    python analyze.py --devices 2 --strategy ddp --accelerator cpu    # ranks write their own shards
+    python analyze.py --config configs/analyze.yaml --ig.tolerance 0.005   # the file, one setting changed
+    python analyze.py --run runs/NAME --ig.layers 0,3,6 --loop.num_examples 1000 --ig.steps 50
+    python analyze.py --skip-ig --analysis.analyses jsd,roles   # reuse the shards, rerun two analyses
+    python analyze.py --loop.devices 2 --loop.strategy ddp      # ranks write their own shards
 
-Outputs under `--out` (default `<run>/analysis`): manifest.json and scores/ (the IG shards, read with
+The settings are one typed tree (`lit_rcqa.analyze_config`: groups ig, loop, analysis); the flat flags of
+earlier versions (`--num-examples`, `--steps`, `--analyses`, ...) still work as aliases.
+Outputs under `out` (default `<run>/analysis`): manifest.json and scores/ (the IG shards, read with
 `lit_rcqa.attribution.store`), figures/, tables/, report.html, analyze_config.yaml (this command's
-resolved settings) and the tracker's files. `--out` must be new, empty or an analysis folder written here,
-and one analyze.py at a time works in it (a second one on the same folder is refused in one line).
+resolved settings, which `--config` reads back) and the tracker's files. `out` must be new, empty or an
+analysis folder written here, and one analyze.py at a time works in it (a second one on the same folder is
+refused in one line).
 Re-running the same command resumes an interrupted IG run; shards computed with other settings (every shard
 carries them) or damaged or edited shards are refused in one line naming what to delete.
 SIGTERM or Ctrl-C ends the run within a moment with exit status 128 + signal number and one stderr line;
@@ -21,113 +25,18 @@ import contextlib
 import dataclasses
 import gc
 import sys
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
-from lit_rcqa import console, process, runs, tracking
+from lit_rcqa import analyze_config, console, process, runs, tracking
+from lit_rcqa.analyze_config import AnalyzeConfig
 from lit_rcqa.errors import UserError
-from lit_rcqa.tracking import LoggerKind
 
 if TYPE_CHECKING:
     from lit_rcqa.attribution.run import IGCallbacks
 
 # The stderr line of a stop signal (`process.stop_on_signals`).
 INTERRUPTED = "analyze.py: interrupted by {signal}; finished shards are kept, re-run the same command to resume"
-
-
-def _opt(default: Any, help: str):
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass(frozen=True)
-class AnalyzeConfig:
-    """Every flag of analyze.py (`--num-examples` is field `num_examples`); types are checked when parsing."""
-
-    run: Optional[str] = _opt(None, "training run folder (default: the latest complete run in --runs-root)")
-    runs_root: str = _opt("runs", "where to look for the latest complete run")
-    out: Optional[str] = _opt(None, "output folder (default: <run>/analysis)")
-    layers: str = _opt("all", "'all', indices like '0,6,12' (0 = embeddings) or names like 'embeddings,layer_06'")
-    num_examples: Optional[int] = _opt(200, "first N dev questions (null: all)")
-    method: str = _opt("adaptive", "adaptive (every layer to --tolerance, the default) or a fixed rule: "
-                                   "gausslegendre, riemann_left/right/middle/trapezoid, seed")
-    steps: Optional[int] = _opt(None, "a fixed rule's points m per layer (at least 2; default 50); alone, it "
-                                      "selects the fixed gausslegendre rule")
-    tolerance: float = _opt(0.01, "adaptive: accuracy target on each (example, layer)'s completeness gap δ")
-    max_steps: int = _opt(257, "adaptive: cap on gradient evaluations per (example, layer); one that misses "
-                               "--tolerance at the cap is flagged")
-    target: Literal["prob", "logit"] = _opt("prob", "explain p_start + p_end, or the two logits")
-    explain: Literal["predicted", "gold"] = _opt("predicted", "explain the model's answer (paper) or the gold one")
-    baseline: Literal["zero", "mean"] = _opt("zero", "IG baseline: zeros, or the mean hidden state over the tokens")
-    batch_size: int = _opt(4, "examples per prediction batch (= per shard)")
-    max_batch_tokens: int = _opt(16384, "interpolation rows x tokens per forward/backward chunk (memory)")
-    hidden_examples: int = _opt(200, "store hidden states of the first N examples (t-SNE)")
-    hidden_dtype: Literal["float16", "float32"] = _opt("float16", "dtype of the stored hidden states")
-    accelerator: str = _opt("cpu", "Lightning accelerator: cpu, gpu (IG runs on that device), auto")
-    devices: Union[int, str] = _opt(1, "Lightning devices, e.g. 2 with --strategy ddp")
-    strategy: str = _opt("auto", "Lightning strategy, e.g. ddp")
-    skip_ig: bool = _opt(False, "reuse the existing shards in --out; run only the analyses")
-    analyses: str = _opt("all", "comma-separated: jsd,roles,quantifiers,tsne,flips,evidence,html; 'all' or 'none'")
-    max_analysis_examples: Optional[int] = _opt(1000, "analyse at most this many records (null: all)")
-    logger: LoggerKind = _opt("wandb", "tracker: wandb (offline unless configured), csv, tensorboard, none")
-    wandb_project: str = _opt("lit_rcqa", "W&B project")
-    progress: bool = _opt(True, "progress bars (--no-progress to hide them)")
-
-
-def build_parser():
-    from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
-
-    parser = ArgumentParser(prog="analyze.py", description=__doc__.split("\n\n")[0], exit_on_error=False,
-                            default_env=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these settings")
-    types = typing.get_type_hints(AnalyzeConfig)  # the annotations are strings (postponed evaluation)
-    for f in dataclasses.fields(AnalyzeConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if types[f.name] is bool:  # a switch: --skip-ig / --no-skip-ig
-            parser.add_argument(flag, action=ActionYesNo(no_prefix="no-"), default=f.default, help=f.metadata["help"])
-        else:
-            parser.add_argument(flag, type=types[f.name], default=f.default, help=f.metadata["help"])
-    return parser
-
-
-def parse_args(argv: list[str]) -> AnalyzeConfig:
-    import argparse
-
-    parser = build_parser()
-    try:
-        namespace = parser.parse_args(argv)
-    except argparse.ArgumentError as err:
-        text = " ".join(str(err).split())  # jsonargparse spreads one message over several lines
-        raise UserError(text) from None
-    values = namespace.as_dict()
-    return AnalyzeConfig(**{f.name: values[f.name] for f in dataclasses.fields(AnalyzeConfig)})
-
-
-def _analyses(spec: str) -> list[str]:
-    from lit_rcqa.analysis.pipeline import ALL_ANALYSES
-
-    text = spec.strip().lower()
-    if text == "all":
-        return list(ALL_ANALYSES)
-    if text in ("none", ""):
-        return []
-    chosen = [a.strip() for a in text.split(",") if a.strip()]
-    unknown = [a for a in chosen if a not in ALL_ANALYSES]
-    if unknown:
-        raise UserError(f"unknown analyses {unknown} in --analyses; choose from {', '.join(ALL_ANALYSES)}, all, none")
-    return chosen
-
-
-def ig_settings(cfg: AnalyzeConfig):
-    """--method adaptive (and no --steps): every layer to --tolerance; otherwise a fixed rule of --steps points."""
-    from lit_rcqa.attribution.integrated_gradients import IGSettings
-
-    adaptive = cfg.method == "adaptive" and cfg.steps is None
-    method = "gausslegendre" if cfg.method == "adaptive" else cfg.method
-    return IGSettings(steps=50 if cfg.steps is None else cfg.steps, method=method, target=cfg.target,
-                      tolerance=cfg.tolerance if adaptive else None, refine_method="adaptive",
-                      max_steps=cfg.max_steps, max_batch_tokens=cfg.max_batch_tokens)
 
 
 def run_analyze(cfg: AnalyzeConfig, *, ig_callbacks: Optional[IGCallbacks] = None) -> int:
@@ -138,16 +47,10 @@ def run_analyze(cfg: AnalyzeConfig, *, ig_callbacks: Optional[IGCallbacks] = Non
     One analyze.py at a time per --out: the folder is locked from the first look at its contents until the
     report is written (`out_dir_lock`); a second one is refused in one line and writes nothing."""
     from lit_rcqa.attribution import store
-    from lit_rcqa.attribution.run import (IGOptions, check_out_dir, clean_leftovers, load_model, open_run,
-                                          out_dir_lock, run_ig)
+    from lit_rcqa.attribution.run import check_out_dir, clean_leftovers, load_model, open_run, out_dir_lock, run_ig
 
-    # 1. validate everything cheap first
-    settings = ig_settings(cfg)
-    for name in ("num_examples", "batch_size", "max_analysis_examples"):
-        value = getattr(cfg, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    chosen = _analyses(cfg.analyses)
+    # 1. validate everything cheap first (the types when parsing; the rules and analyses by their registries)
+    settings = analyze_config.ig_settings(cfg)
     run = open_run(cfg.run if cfg.run else runs.latest_complete_run(cfg.runs_root))
     out = Path(cfg.out) if cfg.out else run.run_dir / "analysis"
     check_out_dir(out)  # never write into a folder that is not ours
@@ -163,27 +66,24 @@ def run_analyze(cfg: AnalyzeConfig, *, ig_callbacks: Optional[IGCallbacks] = Non
             clean_leftovers(out)
             ig = None
         else:
-            options = IGOptions(layers=cfg.layers, num_examples=cfg.num_examples, explain=cfg.explain,
-                                baseline=cfg.baseline, hidden_examples=cfg.hidden_examples,
-                                hidden_dtype=cfg.hidden_dtype, batch_size=cfg.batch_size,
-                                accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                                progress=cfg.progress)
-            ig = run_ig(run, out, settings, options, model=model, callbacks=ig_callbacks, hold=held)
+            ig = run_ig(run, out, settings, analyze_config.ig_options(cfg), model=model, callbacks=ig_callbacks,
+                        hold=held)
             if not ig.is_global_zero:
                 return 0
         resolved = dataclasses.replace(cfg, run=str(run.run_dir), out=str(out))
-        process.write_text_atomic(out / "analyze_config.yaml",
-                                  build_parser().dump(dataclasses.asdict(resolved), skip_none=False))
+        process.write_text_atomic(out / "analyze_config.yaml", analyze_config.resolved_yaml(resolved))
         # 3. analyses and report (rank 0)
+        analyses = analyze_config.analysis_kwargs(resolved)
         summary: dict[str, Any] = {}
-        if chosen:
-            summary = _run_analyses(resolved, run, out, model, chosen, ig)
-        _print_summary(out, ig, summary, chosen)
+        if analyses["analyses"]:
+            summary = _run_analyses(resolved, run, out, model, ig, analyses)
+        _print_summary(out, ig, summary, analyses["analyses"])
     return 0
 
 
-def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], ig) -> dict:
-    """The analyses on the stored records; `cfg` is resolved (the run and out folders filled in)."""
+def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, ig, analyses: dict[str, Any]) -> dict:
+    """The analyses on the stored records; `cfg` is resolved (the run and out folders filled in), `analyses`
+    its `run_analyses` keyword arguments."""
     from lit_rcqa.analysis import lineage
     from lit_rcqa.analysis.pipeline import run_analyses
     from lit_rcqa.attribution import store
@@ -200,12 +100,13 @@ def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, chosen: list[str], 
                 "explained window": "the window (feature) holding the explained answer, by the run's post-processing"}
     if ig is not None and ig.n_computed:
         run_info["IG speed"] = f"{ig.n_computed / max(ig.seconds, 1e-9):.2f} examples/s ({ig.n_computed} examples)"
-    logger, model_ref = lineage.open_tracker(cfg.logger, cfg.wandb_project, dataclasses.asdict(cfg), run.run_dir,
+    # The tracker's config: the resolved tree as saved in analyze_config.yaml; lineage adds the training run,
+    # the model artifact and the manifest's IG settings and data (what the shards were computed with).
+    logger, model_ref = lineage.open_tracker(cfg.logger, cfg.wandb_project, analyze_config.as_tree(cfg), run.run_dir,
                                              run.name, out, manifest)
     try:
-        summary = run_analyses(lambda: process.trimmed(store.iter_records(out)), out, analyses=chosen,
-                               hidden=store.load_hidden(out), model=model, max_examples=cfg.max_analysis_examples,
-                               run_info=run_info, logger=logger, progress=cfg.progress,
+        summary = run_analyses(lambda: process.trimmed(store.iter_records(out)), out, **analyses,
+                               hidden=store.load_hidden(out), model=model, run_info=run_info, logger=logger,
                                total=len(store.finished_ids(out)))
     except BaseException:
         tracking.finish(logger, success=False)  # an interrupted run stays resumable: tracker.json is unfinished
@@ -260,7 +161,8 @@ def main(argv: Optional[list[str]] = None, *, ig_callbacks: Optional[IGCallbacks
     with process.stop_on_signals(INTERRUPTED) as stop:
         try:
             console.quiet_libraries()
-            return run_analyze(parse_args(list(sys.argv[1:] if argv is None else argv)), ig_callbacks=ig_callbacks)
+            cfg = analyze_config.parse(list(sys.argv[1:] if argv is None else argv))
+            return run_analyze(cfg, ig_callbacks=ig_callbacks)
         except UserError as err:
             print(f"analyze.py: error: {err}", file=sys.stderr)
             return 2

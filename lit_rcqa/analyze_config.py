@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
@@ -229,9 +230,21 @@ def parse(argv: list[str]) -> AnalyzeConfig:
     except argparse.ArgumentError as err:
         raise UserError(parser_error_line(str(err))) from None
     built = parser.instantiate(namespace)
-    config = AnalyzeConfig(**{f.name: built[f.name] for f in dataclasses.fields(AnalyzeConfig)})
+    config = plain(AnalyzeConfig(**{f.name: built[f.name] for f in dataclasses.fields(AnalyzeConfig)}))
     check(config)
     return config
+
+
+def plain(value: Any) -> Any:
+    """`value` with jsonargparse's checked numbers (PositiveInt, ...: int/float subclasses) as the plain int and
+    float they are, in dataclasses and tuples too: safe YAML, the trackers and JSON write only plain values."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    return float(value) if isinstance(value, float) else value
 
 
 def check(config: AnalyzeConfig) -> None:
@@ -248,6 +261,12 @@ def check(config: AnalyzeConfig) -> None:
         registry.parse(config.analysis.analyses)
     except UserError as err:
         raise UserError(f"--analysis.analyses: {err}") from None
+
+
+def as_tree(config: AnalyzeConfig) -> dict[str, Any]:
+    """The configuration as nested plain dicts and lists (tuples as lists), the layout of analyze_config.yaml:
+    what the trackers log (CSVLogger writes a tuple as a Python-tagged YAML node)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def resolved_yaml(config: AnalyzeConfig) -> str:

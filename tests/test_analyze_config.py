@@ -4,11 +4,12 @@ versions give the same settings, a mistake is one line, and the defaults are the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
-import io
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -47,10 +48,12 @@ def every_key(config) -> list[str]:
 
 @pytest.fixture(scope="module")
 def help_text() -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        ac.build_parser().parse_args(["--help"])
-    return out.getvalue()
+    """What `python analyze.py --help` prints: the real entry point, as a user runs it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "COLUMNS": "100"}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "analyze.py"), "--help"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    return done.stdout
 
 
 def test_every_option_has_a_description(help_text):
@@ -124,6 +127,19 @@ def test_flat_flags_and_dotted_flags_give_the_same_config():
     assert (flat.loop.num_examples, flat.ig.steps, flat.loop.progress, flat.skip_ig, flat.analysis.max_examples,
             flat.loop.devices) == (5, 4, False, True, 7, 2)
     assert ac.parse(["--no-skip-ig", "--progress"]) == ac.parse([])
+
+
+def test_the_parsed_config_holds_plain_values_that_safe_yaml_and_json_can_write():
+    """jsonargparse's checked types (PositiveInt, ...) stay in the parser: the config the trackers log and
+    analyze_config.yaml holds are plain int/float/str/bool/None and tuples of them."""
+    config = ac.parse(["--config", str(CONFIG), "--ig.tolerance", "0.005", "--analysis.jsd_k", "[3, 7]",
+                       "--loop.devices", "2", "--ig.steps", "9"])
+    plain = (bool, int, float, str, type(None))
+    leaves = [value_at(config, k) for k in every_key(config)]
+    odd = [v for v in leaves for item in (v if isinstance(v, tuple) else (v,)) if type(item) not in plain]
+    assert not odd, [type(v) for v in odd]
+    assert yaml.safe_load(yaml.safe_dump(dataclasses.asdict(config))) == dataclasses.asdict(config) | \
+        {"analysis": {**dataclasses.asdict(config.analysis), "jsd_k": [3, 7]}}
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -203,3 +219,39 @@ def test_ig_options_and_analysis_kwargs_carry_every_setting():
     assert kwargs == dict(analyses=["jsd", "roles"], max_examples=11, top_k=4, jsd_k=(3,), context_window=2,
                           tsne_examples=1, html_examples=0, progress=False)  # report order
     assert set(kwargs) <= set(inspect.signature(run_analyses).parameters)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+def test_analyze_py_saves_configs_analyze_yaml_resolved_beside_its_outputs(tmp_path):
+    """`python analyze.py --config configs/analyze.yaml` plus overrides: analyze_config.yaml holds the file's
+    values, run/out resolved, the overrides as given; it reads back as the same config; the tracker's config is
+    the same tree."""
+    from analyze import main  # the root script's: it passes the app's IG callbacks
+    from tests.tiny_run import make_tiny_run
+
+    run = make_tiny_run(tmp_path / "runs" / "tiny")
+    overrides = {"ig.tolerance": 0.005, "ig.max_steps": 33, "loop.num_examples": 2, "loop.hidden_examples": 1,
+                 "loop.progress": False, "analysis.analyses": "jsd", "analysis.html_examples": 0,
+                 "analysis.tsne_examples": 0, "logger": "csv"}
+    argv = ["--config", str(CONFIG), "--run", str(run)]
+    for key, value in overrides.items():
+        argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    assert main(argv) == 0
+    out = run / "analysis"
+    saved = yaml.safe_load((out / "analyze_config.yaml").read_text())
+    expected = {**flatten(yaml.safe_load(CONFIG.read_text())), **overrides, "run": str(run), "out": str(out)}
+    assert flatten(saved) == expected
+    assert ac.parse(["--config", str(out / "analyze_config.yaml")]) == \
+        dataclasses.replace(ac.parse(argv), run=str(run), out=str(out))
+    # the tracker's config (CSVLogger: hparams.yaml) is the saved tree; its ig group is the manifest's, the
+    # settings the shards were computed with
+    tracked = yaml.safe_load((out / "csv" / "hparams.yaml").read_text())
+    assert {k: tracked[k] for k in ("run", "out", "loop", "analysis", "logger")} == \
+        {k: saved[k] for k in ("run", "out", "loop", "analysis", "logger")}
+    assert (tracked["ig"]["tolerance"], tracked["ig"]["max_steps"]) == (0.005, 33)

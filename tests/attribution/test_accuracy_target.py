@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from analyze import main
 from lit_rcqa.analysis.completeness import COLUMNS, CompletenessAccumulator
-from lit_rcqa.analyze import ig_settings, parse_args
+from lit_rcqa.analyze_config import ig_settings, parse
 from lit_rcqa.attribution import store
 from lit_rcqa.plots.convergence import plot_convergence
 from tests.attribution.test_store import LAYERS, make_result, write
@@ -21,15 +21,15 @@ FAST = ["--analyses", "none", "--logger", "none", "--no-progress"]
 
 
 def test_the_default_is_the_adaptive_accuracy_target_and_fixed_rules_stay_available():
-    default = ig_settings(parse_args([]))
+    default = ig_settings(parse([]))
     assert default.tolerance == 0.01 and default.refine_method == "adaptive" and default.max_steps == 257
-    fixed = ig_settings(parse_args(["--steps", "50"]))  # --steps alone: the fixed Gauss-Legendre rule
+    fixed = ig_settings(parse(["--steps", "50"]))  # --steps alone: the fixed Gauss-Legendre rule
     assert fixed.tolerance is None and (fixed.method, fixed.steps) == ("gausslegendre", 50)
-    trapezoid = ig_settings(parse_args(["--method", "riemann_trapezoid", "--steps", "20"]))
+    trapezoid = ig_settings(parse(["--method", "riemann_trapezoid", "--steps", "20"]))
     assert trapezoid.tolerance is None and (trapezoid.method, trapezoid.steps) == ("riemann_trapezoid", 20)
-    seed = ig_settings(parse_args(["--method", "seed"]))
+    seed = ig_settings(parse(["--method", "seed"]))
     assert seed.tolerance is None and seed.method == "seed"
-    capped = ig_settings(parse_args(["--tolerance", "0.001", "--max-steps", "65"]))
+    capped = ig_settings(parse(["--tolerance", "0.001", "--max-steps", "65"]))
     assert (capped.tolerance, capped.max_steps) == (0.001, 65)
 
 

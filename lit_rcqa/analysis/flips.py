@@ -4,9 +4,9 @@ The seed's check that IG means something. For each scored layer ℓ of a record 
   - the top-1 passage token by that layer's importance, and, as the control,
   - a uniformly random other passage token (seeded per example, so results do not depend on order),
 run layers ℓ+1 … L and the QA head (`EncoderAdapter.forward_from`, both rows in one batch), take the
-best span by the usual rule (max start+end logit, end >= start, at most 30 tokens, inside the passage)
-and record whether it differs from the unperturbed model's span. Hidden states come from one prefix-
-cached pass per record. Per layer, `FlipAccumulator` gives both flip rates and their ratio.
+best span by the usual rule (max start+end logit, end >= start, at most the training run's
+`max_answer_length` tokens, inside the passage) and record whether it differs from the unperturbed
+model's span. Hidden states come from one prefix-cached pass per record. Per layer, `FlipAccumulator` gives both flip rates and their ratio.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lit_rcqa.analysis.sections import by_layer, series
 from lit_rcqa.attribution.integrated_gradients import best_spans
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution.record import AttributionRecord
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS
 from lit_rcqa.plots.report import Section
 
 
@@ -51,7 +52,8 @@ class FlipResult:
 
 
 @torch.no_grad()
-def record_flips(record: AttributionRecord, model, *, seed: int = 0, max_answer_length: int = 30) -> FlipResult:
+def record_flips(record: AttributionRecord, model, *, seed: int = 0,
+                 max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length) -> FlipResult:
     """Zero the top-1 and a random passage token at each of the record's layers and test whether the span changes."""
     if record.input_ids is None:
         raise ValueError(f"record {record.example_id!r} has no input_ids; decision flips re-run the model on them")
@@ -89,6 +91,7 @@ class FlipAccumulator:
     """Per-layer counts of flips over records: rates for top-1 and random, and their ratio."""
 
     layers: list[str]
+    max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length  # the training run's: spans are found as it did
     top1_flips: np.ndarray = field(default=None, repr=False)     # [n_layers] int
     random_flips: np.ndarray = field(default=None, repr=False)   # [n_layers] int
     n_top1: np.ndarray = field(default=None, repr=False)         # [n_layers] records tried
@@ -114,7 +117,7 @@ class FlipAccumulator:
             self.n_mismatched += 1
 
     def add(self, record: AttributionRecord, model, seed: int = 0) -> FlipResult:
-        result = record_flips(record, model, seed=seed)
+        result = record_flips(record, model, seed=seed, max_answer_length=self.max_answer_length)
         self.add_result(result, (record.pred_start, record.pred_end))
         return result
 

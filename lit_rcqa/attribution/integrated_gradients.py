@@ -34,6 +34,7 @@ from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution import rules as integration_rules
 from lit_rcqa.attribution.rules import DEFAULT_RULE, RefinementLevel, integration_rule, refinement_schedule
 from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS
 
 Baseline = torch.Tensor | Callable[[int, torch.Tensor], torch.Tensor] | None
 
@@ -56,7 +57,8 @@ class IGSettings:
                                                       # panel's error can vanish by chance, see rules.py)
     split: str = "nodes"             # adaptive: split a panel at its interior nodes, or at its midpoint ("halves")
     max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)
-    max_answer_length: int = 30      # longest predicted span, in tokens
+    max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length  # longest span IG picks itself, in tokens
+                                     # (run_ig sets the training run's: its answers were chosen under it)
 
     def __post_init__(self):
         if self.target not in ("prob", "logit"):
@@ -94,7 +96,7 @@ class IGResult:
 
 
 def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, passage,
-               max_answer_length: int = 30) -> torch.Tensor:
+               max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length) -> torch.Tensor:
     """[B, T] start and end logits -> [B, 2] (start, end) of each row's argmax of start[i] + end[j] over passage
     tokens i <= j < i + max_answer_length. passage: a bool mask [T] or (start, end) half-open token indices."""
     T = start_logits.shape[-1]
@@ -110,7 +112,7 @@ def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, passage,
 
 
 def best_span(start_logits: torch.Tensor, end_logits: torch.Tensor, passage,
-              max_answer_length: int = 30) -> tuple[int, int]:
+              max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length) -> tuple[int, int]:
     """`best_spans` of one row: start and end logits [T] -> (start, end)."""
     s, e = best_spans(start_logits[None], end_logits[None], passage, max_answer_length)[0].tolist()
     return s, e

@@ -141,3 +141,31 @@ def test_accumulator_rates_and_ratio():
     assert np.isnan(empty.top1_rate()).all() and np.isnan(empty.ratio()).all()
     with pytest.raises(ValueError, match="expected"):
         empty.add_result(_result([0, 0], [0, 0]))
+
+
+def span_bert(start_word: int, end_word: int):
+    """`readout_bert` whose QA head reads unit 1 for starts and unit 2 for ends, which only `start_word` and
+    `end_word` (token ids) carry: the best span runs from the one to the other, however far apart."""
+    model = readout_bert(layers=2)
+    with torch.no_grad():
+        words = model.bert.embeddings.word_embeddings.weight
+        words[start_word, 1] += 60.0
+        words[end_word, 2] += 60.0
+        model.qa_outputs.weight.zero_()
+        model.qa_outputs.weight[0, 1] = 10.0
+        model.qa_outputs.weight[1, 2] = 10.0
+    return model
+
+
+def test_flips_find_the_models_span_under_the_runs_max_answer_length():
+    """A run trained with a short max_answer_length: the unperturbed span (and so every flip) is searched under
+    that limit, as the run's own answers were; under the default 30 the span would be 8 tokens long."""
+    record = record_with_top(3, top_token=7)
+    start_word, end_word = int(record.input_ids[5]), int(record.input_ids[12])
+    model = span_bert(start_word, end_word)
+    assert record_flips(record, model).original_span == (5, 12)  # the long span wins when it is allowed
+
+    short = FlipAccumulator(["embeddings", "layer_01", "layer_02"], max_answer_length=4).add(record, model)
+    s, e = short.original_span
+    assert 0 <= e - s < 4 and 5 <= s and e < 15
+    assert short.original_span == record_flips(record, model, max_answer_length=4).original_span

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
@@ -222,13 +223,24 @@ def parser_error_line(message: str) -> str:
     return f"--{key}" + (f" {given}" if given is not None else "") + f": {reason}"
 
 
+def _nesting_hint(message: str) -> str:
+    """A flat key in a --config file (earlier versions saved analyze_config.yaml flat): where it goes now."""
+    match = re.search(r"Option '(\w+)' is not accepted", message)
+    dotted = flat_aliases().get(match.group(1), "") if match else ""
+    if "." not in dotted:
+        return ""
+    group, _, key = dotted.partition(".")
+    return (f" in a --config file, which is nested by group: write it as `{group}: {{{key}: ...}}` "
+            f"(--{dotted} on the command line); see configs/analyze.yaml")
+
+
 def parse(argv: list[str]) -> AnalyzeConfig:
     """The configuration from `--config` files and flags; any mistake is one UserError line."""
     parser = build_parser()
     try:
         namespace = parser.parse_args(dotted_argv(list(argv)))
     except argparse.ArgumentError as err:
-        raise UserError(parser_error_line(str(err))) from None
+        raise UserError(parser_error_line(str(err)) + _nesting_hint(str(err))) from None
     built = parser.instantiate(namespace)
     config = plain(AnalyzeConfig(**{f.name: built[f.name] for f in dataclasses.fields(AnalyzeConfig)}))
     check(config)

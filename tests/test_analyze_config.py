@@ -168,6 +168,16 @@ def test_a_bad_value_in_a_config_file_is_one_line_naming_the_key(tmp_path):
     assert "\n" not in str(err.value) and "ig.max_steps" in str(err.value), str(err.value)
 
 
+def test_a_flat_config_file_of_earlier_versions_is_one_line_naming_the_nested_key(tmp_path):
+    path = tmp_path / "flat.yaml"  # analyze_config.yaml as earlier versions saved it: flat keys
+    path.write_text("num_examples: 5\nsteps: 8\nlogger: none\n")
+    with pytest.raises(UserError) as err:
+        ac.parse(["--config", str(path)])
+    message = str(err.value)
+    assert "\n" not in message and "num_examples" in message and "loop.num_examples" in message, message
+    assert "nested" in message and "configs/analyze.yaml" in message, message
+
+
 def test_the_defaults_are_the_earlier_analyze_py_defaults():
     config = ac.parse([])
     for flat, default in EARLIER_DEFAULTS.items():

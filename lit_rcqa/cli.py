@@ -31,11 +31,11 @@ from typing_extensions import override
 
 from lit_rcqa import console, runs, tracking
 from lit_rcqa.data.datamodule import QADataModule
-from lit_rcqa.errors import UserError
+from lit_rcqa.errors import UserError, parser_error_line
 from lit_rcqa.evaluation.postprocess import PostprocessSettings
 from lit_rcqa.model import QAModule
 from lit_rcqa.paths import REPO_ROOT
-from lit_rcqa.process import signal_handlers
+from lit_rcqa.process import Interrupted, is_launcher, signal_handlers
 
 SUBCOMMANDS = ("fit", "validate")
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -68,19 +68,9 @@ class OneLineErrorParser(LightningArgumentParser):
     @override
     def error(self, message: str, ex: Optional[Exception] = None):
         if not self.exit_on_error:  # a library call (read_run_config): the caller names the file
-            raise UserError(one_line(message))
-        print(f"train.py: error: {one_line(message)}", file=sys.stderr)
+            raise UserError(parser_error_line(message))
+        print(f"train.py: error: {parser_error_line(message)}", file=sys.stderr)
         raise SystemExit(2)
-
-
-def one_line(message: str) -> str:
-    """jsonargparse's message (several lines, the key on a later one) as one line: the problem, then the key."""
-    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
-    detail = next((ln for ln in reversed(lines) if "Key" in ln or "key" in ln or "Expected" in ln), "")
-    text = lines[0] if lines else "invalid arguments"
-    if detail and detail not in text:
-        text += f" ({detail.lstrip('- ')})"
-    return text
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -202,7 +192,7 @@ class RCQACLI(LightningCLI):
         resume = bool(config.get("ckpt_path"))
         self.run_dir = runs.open_run(opts.root, opts.name, kind=self.subcommand, resume=resume,
                                      notify=lambda line: print(f"train.py: {line}", file=sys.stderr, flush=True))
-        if runs.is_rank_zero():
+        if is_launcher():
             print_skipped(self.datamodule.load_report)
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_config.get("callbacks") or [])
@@ -276,10 +266,6 @@ def print_skipped(report: dict[str, dict[str, int]]) -> None:
 
 
 # --- the process: stop signals ----------------------------------------------------------------------
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived outside a trainer loop. A BaseException: no `except Exception` swallows it."""
-
-
 @dataclass
 class Stop:
     signum: Optional[int] = None
@@ -389,8 +375,8 @@ def read_run_config(run_dir: str | Path) -> tuple[dict[str, Any], PostprocessSet
     parser = build_parser(default_configs=False, exit_on_error=False)
     try:
         config = parser.parse_args([subcommand, "--config", str(path)])[subcommand]
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    except UserError as err:  # `--model.x: why` from the parser: in a file the key is `model.x`
+        raise UserError(f"{path}: {str(err).removeprefix('--')}") from None
     model = config.model
     post = PostprocessSettings(n_best=model.n_best, max_answer_length=model.max_answer_length,
                                version_2=model.version_2_with_negative, null_threshold=model.null_threshold)
@@ -421,7 +407,7 @@ def main(argv: Optional[list[str]] = None, *, monitors: Sequence[Callback] = ())
         except (Interrupted, SIGTERMException):
             unfinished = "interrupted"
             signum = stop.signum or signal.SIGTERM  # Lightning's handler runs even where SIGTERM was ignored
-            if runs.is_rank_zero():
+            if is_launcher():
                 cli = RCQACLI.current
                 print(interrupted_line(signum, cli.run_dir if cli else None, cli.subcommand if cli else argv[0]),
                       file=sys.stderr, flush=True)

@@ -26,3 +26,20 @@ class DataError(UserError):
         if field is not None:
             where += f", field {field!r}"
         super().__init__(f"{where}: {message}")
+
+
+def parser_error_line(message: str) -> str:
+    """A jsonargparse error (several lines: the key, then why, the union's subtypes, the value given) as one line:
+    `--KEY [VALUE]: why`; a message about no key in particular (unrecognized arguments) with its lines joined."""
+    lines = [ln.strip().lstrip("- ") for ln in str(message).splitlines() if ln.strip()]
+    if not lines:
+        return "invalid arguments"
+    if not lines[0].startswith("Parser key"):
+        return " ".join(lines)
+    key = lines[0].split('"')[1] if lines[0].count('"') >= 2 else lines[0]
+    given = next((ln.partition(":")[2].strip() for ln in lines if ln.startswith("Given value:")), None)
+    # a union (Optional[...]) lists each subtype's failure: the None subtype's says nothing about the value
+    skip = ("Parser key", "Does not validate", "Subtypes", "Errors", "Given value", "Expected a <class 'NoneType'>")
+    reasons = [ln for ln in lines if not ln.startswith(skip)]
+    reason = reasons[0] if reasons else lines[-1]
+    return f"--{key}" + (f" {given}" if given is not None else "") + f": {reason}"

@@ -23,8 +23,6 @@ from typing import Any, Callable, Optional
 from lit_rcqa.errors import UserError
 from lit_rcqa.process import is_launcher, write_json_atomic
 
-is_rank_zero = is_launcher  # the launcher is rank 0 (cli.py's name for it)
-
 STATUS_FILE = "run.json"
 LOCK_FILE = ".lock"
 # A run name is one folder under the runs root: no separators, no "..", nothing a shell or a tracker mangles.

@@ -172,16 +172,13 @@ def read_na_probs(path: str) -> dict[str, float]:
 
 
 def write_json_file(path: str, value: Any) -> None:
-    """As the script writes --out-file (compact JSON), but through a temporary file and a rename, so a
-    failure never leaves half a file."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    """As the script writes --out-file (compact JSON), atomically (`process.write_text_atomic`): a failure never
+    leaves half a file."""
+    from lit_rcqa.process import write_text_atomic
+
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(value, fh)
-        os.replace(tmp, target)
+        write_text_atomic(Path(path), json.dumps(value))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"{path}: cannot write the scores ({err.strerror or err})") from None
 
 

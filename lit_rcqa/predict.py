@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lit_rcqa.data.example import QAExample
+from lit_rcqa.data.windows import DEFAULT_WINDOWS
 from lit_rcqa.errors import UserError
 from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings
 
@@ -36,16 +37,16 @@ RUN_CONFIG = "config.yaml"  # train.py's resolved config, beside model/ in the r
 class PredictSettings:
     """Windowing and post-processing; the defaults are train.py's (and the paper's)."""
 
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    pad_to_max_length: bool = False
+    max_seq_length: int = DEFAULT_WINDOWS.max_seq_length
+    doc_stride: int = DEFAULT_WINDOWS.doc_stride
+    max_query_length: int = DEFAULT_WINDOWS.max_query_length
+    pad_to_max_length: bool = DEFAULT_WINDOWS.pad_to_max_length
     # Flat (answer() takes each as a keyword); the defaults are PostprocessSettings'.
     n_best: int = DEFAULT_POSTPROCESS.n_best
     max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length
     version_2: bool = DEFAULT_POSTPROCESS.version_2  # allow the empty (no-answer) prediction
     null_threshold: float = DEFAULT_POSTPROCESS.null_threshold
-    batch_size: int = 64  # windows per forward pass
+    batch_size: int = DEFAULT_WINDOWS.eval_batch_size  # windows per forward pass
 
     @property
     def postprocess(self) -> PostprocessSettings:

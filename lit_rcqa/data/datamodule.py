@@ -23,6 +23,7 @@ from typing_extensions import override
 
 from lit_rcqa.data.example import QAExample
 from lit_rcqa.data.features import FeatureConfig, Features, QAFeatureDataset, build_features, collate_features
+from lit_rcqa.data.windows import DEFAULT_WINDOWS
 from lit_rcqa.errors import UserError
 from lit_rcqa.paths import resolve_model_path
 
@@ -193,12 +194,12 @@ class QADataModule(LightningDataModule):
         synthetic_dev_size: PositiveInt = 400,
         synthetic_seed: NonNegativeInt = 0,
         tokenizer_name: str = "embedded-minilm",
-        max_seq_length: PositiveInt = 384,
-        doc_stride: PositiveInt = 128,
-        max_query_length: PositiveInt = 64,
-        pad_to_max_length: bool = False,
+        max_seq_length: PositiveInt = DEFAULT_WINDOWS.max_seq_length,
+        doc_stride: PositiveInt = DEFAULT_WINDOWS.doc_stride,
+        max_query_length: PositiveInt = DEFAULT_WINDOWS.max_query_length,
+        pad_to_max_length: bool = DEFAULT_WINDOWS.pad_to_max_length,
         batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt = 64,
+        eval_batch_size: PositiveInt = DEFAULT_WINDOWS.eval_batch_size,
         group_by_length: bool = True,
         max_train_examples: Optional[PositiveInt] = None,
         max_eval_examples: Optional[PositiveInt] = None,

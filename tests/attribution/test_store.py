@@ -445,15 +445,6 @@ def test_schema_1_shards_load_only_under_the_schema_1_manifest_written_with_them
         assert "\n" not in message and "older version" in message and str(tmp_path) in message, message
 
 
-def test_a_sidecar_that_appears_while_it_is_written_is_not_replaced(tmp_path):
-    # Another process committed the same name between our name check and our commit: ours is not put over it.
-    path = tmp_path / "00000000-r00.json"
-    path.write_bytes(b"theirs")
-    with pytest.raises(UserError, match="another process"):
-        process.write_bytes_atomic(path, b"ours", replace=False)
-    assert path.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
-
-
 # --- two writers in one folder: a committed file is never replaced ----------------------------------------
 class _Paused(Exception):
     """Raised instead of committing a sidecar: the writer is paused between its tensor files and its sidecar."""

@@ -46,6 +46,14 @@ def every_key(config) -> list[str]:
     return keys
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested YAML tree as {dotted key: value}."""
+    flat = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
 @pytest.fixture(scope="module")
 def help_text() -> str:
     """What `python analyze.py --help` prints: the real entry point, as a user runs it."""
@@ -91,15 +99,10 @@ def test_configs_analyze_yaml_holds_every_default_and_round_trips_into_the_resol
     from_file = ac.parse(["--config", str(CONFIG)])
     assert from_file == ac.parse([])  # the file's values are the defaults
     flat = {k: value_at(from_file, k) for k in every_key(from_file)}
-
-    def walk(tree, prefix=""):
-        for key, value in tree.items():
-            yield from walk(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
-
-    in_file = dict(walk(shipped))
+    in_file = flatten(shipped)
     assert set(in_file) == set(flat)  # every setting is in the file
     resolved = yaml.safe_load(ac.resolved_yaml(from_file))
-    assert dict(walk(resolved)) == in_file  # each value written back as the file gives it
+    assert flatten(resolved) == in_file  # each value written back as the file gives it
 
 
 def test_a_changed_config_round_trips_through_the_saved_resolved_yaml(tmp_path):
@@ -229,13 +232,6 @@ def test_ig_options_and_analysis_kwargs_carry_every_setting():
     assert kwargs == dict(analyses=["jsd", "roles"], max_examples=11, top_k=4, jsd_k=(3,), context_window=2,
                           tsne_examples=1, html_examples=0, progress=False)  # report order
     assert set(kwargs) <= set(inspect.signature(run_analyses).parameters)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-    return flat
 
 
 def test_analyze_py_saves_configs_analyze_yaml_resolved_beside_its_outputs(tmp_path):

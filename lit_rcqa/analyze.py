@@ -106,6 +106,7 @@ def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, ig, analyses: dict[
                                              run.name, out, manifest)
     try:
         summary = run_analyses(lambda: process.trimmed(store.iter_records(out)), out, **analyses,
+                               postprocess=run.postprocess,
                                hidden=store.load_hidden(out), model=model, run_info=run_info, logger=logger,
                                total=len(store.finished_ids(out)))
     except BaseException:

@@ -146,7 +146,7 @@ class _FlipsAnalysis:
     def __init__(self, context: Context):
         self.layers = list(context.layers)
         self.adapter = None if context.model is None else EncoderAdapter(context.model)
-        self.acc = FlipAccumulator(self.layers)
+        self.acc = FlipAccumulator(self.layers, context.postprocess.max_answer_length)
         self.without_ids = 0   # records stored without input ids: nothing to re-run
 
     def add(self, item: Item) -> None:

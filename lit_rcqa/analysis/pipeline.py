@@ -25,6 +25,7 @@ from lit_rcqa.analysis.artifacts import ArtifactWriter
 from lit_rcqa.analysis.registry import Context, Item
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings
 from lit_rcqa.plots.report import Section, render_report
 
 
@@ -85,12 +86,15 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
                  layers: Sequence[str] | None = None, top_k: int = 5, jsd_k: Sequence[int] = (2, 5),
                  context_window: int = 5, max_examples: int | None = 1000, tsne_examples: int = 3,
                  html_examples: int = 5, run_info: Mapping[str, Any] | None = None, logger=None,
-                 progress: bool = True, total: int | None = None) -> dict:
+                 progress: bool = True, total: int | None = None,
+                 postprocess: PostprocessSettings = DEFAULT_POSTPROCESS) -> dict:
     """Run the chosen analyses (default: every registered one) over (at most `max_examples` of) the records;
     write, log and summarise them.
 
     `nbest_probability` ({id: probability}) is only read for records that do not carry their own.
     `total`: how many records there are, when the caller knows (the progress bar's total); else unknown.
+    `postprocess`: the training run's post-processing (`TrainedRun.postprocess`): analyses that re-run the
+    model find its answers as the run did.
     """
     chosen = registry.check(registry.names() if analyses is None else analyses)
     # 1. one streaming pass: every accumulator sees each record once
@@ -103,7 +107,7 @@ def run_analyses(records: Callable[[], Iterable[AttributionRecord]], out_dir: Pa
         record = select_layers(record, layers)
         if state is None:
             state = AnalysisPass(Context(tuple(record.layers), top_k, tuple(jsd_k), context_window, model, hidden,
-                                         tsne_examples, html_examples, progress), chosen)
+                                         tsne_examples, html_examples, progress, postprocess), chosen)
         state.add(record, scored, *_confidence(record, nbest_probability))
     if state is None:
         raise UserError(f"no attribution records to analyse for {out_dir} (run IG first, or check --out)")

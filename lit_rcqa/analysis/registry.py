@@ -26,6 +26,7 @@ import numpy as np
 
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.errors import UserError
+from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings
 
 if TYPE_CHECKING:  # the writer and the report import matplotlib; the registry itself stays light
     from lit_rcqa.analysis.artifacts import ArtifactWriter
@@ -47,6 +48,7 @@ class Context:
     tsne_examples: int = 3              # examples shown as t-SNE plots
     html_examples: int = 5              # examples shown as highlighted passages
     progress: bool = True               # progress bars for slow outputs
+    postprocess: PostprocessSettings = DEFAULT_POSTPROCESS  # the training run's (flips find spans as it did)
 
 
 @dataclass(eq=False)

@@ -169,3 +169,22 @@ def test_flips_find_the_models_span_under_the_runs_max_answer_length():
     s, e = short.original_span
     assert 0 <= e - s < 4 and 5 <= s and e < 15
     assert short.original_span == record_flips(record, model, max_answer_length=4).original_span
+
+
+def test_the_flips_analysis_searches_spans_under_the_runs_max_answer_length():
+    """run_analyses(postprocess=the run's) reaches the flips analysis: its spans stay within the run's limit."""
+    from lit_rcqa.analysis import registry
+    from lit_rcqa.analysis.registry import Context, Item
+    from lit_rcqa.evaluation.postprocess import PostprocessSettings
+
+    import lit_rcqa.analysis  # noqa: F401  (registers the built-in analyses)
+
+    record = record_with_top(3, top_token=7)
+    model = span_bert(int(record.input_ids[5]), int(record.input_ids[12]))
+    spans = {}
+    for limit in (4, 30):
+        context = Context(tuple(record.layers), model=model, postprocess=PostprocessSettings(max_answer_length=limit))
+        item = Item(record, list(record.layers), 0.5, False)
+        next(a for a in registry.selected(["flips"]) if a.name == "flips").start(context).add(item)
+        spans[limit] = item.flips.original_span
+    assert spans[30] == (5, 12) and 0 <= spans[4][1] - spans[4][0] < 4

@@ -22,7 +22,7 @@ from typing import Any, Literal, Optional, Union
 
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 
-from lit_rcqa.errors import UserError
+from lit_rcqa.errors import UserError, parser_error_line
 from lit_rcqa.tracking import LoggerKind
 
 
@@ -206,21 +206,6 @@ def build_parser():
                              "flags override it.")
     parser.add_class_arguments(AnalyzeConfig)
     return parser
-
-
-def parser_error_line(message: str) -> str:
-    """jsonargparse's multi-line message as one line: the key, what is wrong with it, the value given."""
-    lines = [ln.strip().lstrip("- ") for ln in str(message).splitlines() if ln.strip()]
-    if not lines:
-        return "invalid arguments"
-    if not lines[0].startswith("Parser key"):
-        return " ".join(lines)
-    key = lines[0].split('"')[1] if lines[0].count('"') >= 2 else lines[0]
-    given = next((ln.partition(":")[2].strip() for ln in lines if ln.startswith("Given value:")), None)
-    skip = ("Parser key", "Does not validate", "Subtypes", "Errors", "Given value", "Expected a <class 'NoneType'>")
-    reasons = [ln for ln in lines if not ln.startswith(skip)]
-    reason = reasons[0] if reasons else lines[-1]
-    return f"--{key}" + (f" {given}" if given is not None else "") + f": {reason}"
 
 
 def _nesting_hint(message: str) -> str:

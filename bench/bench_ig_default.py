@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
     layers = list(range(EncoderAdapter(model).num_layers + 1))
     sides = {"adaptive": IGSettings(tolerance=args.tolerance, max_steps=args.max_steps),
              "fixed_m50": IGSettings(steps=50, method="gausslegendre")}
-    systems = {name: AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess(), hidden_examples=0)
+    systems = {name: AttributionSystem(model, dm.tokenizer, layers, settings, post=run.postprocess, hidden_examples=0)
                for name, settings in sides.items()}
     seconds = {name: 0.0 for name in sides}
     results = {name: [] for name in sides}

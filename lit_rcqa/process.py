@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from lightning.pytorch.callbacks import Callback
-from typing_extensions import override
-
 from lit_rcqa.errors import UserError
 
 
@@ -125,12 +122,27 @@ def release_freed_memory(*_) -> None:
         _LIBC.malloc_trim(0)
 
 
-class HeapTrim(Callback):
-    """Trims the heap (`release_freed_memory`) after each batch of the prediction loop."""
+def _heap_trim_class():
+    from lightning.pytorch.callbacks import Callback
 
-    @override
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        release_freed_memory()
+    class HeapTrim(Callback):
+        """Trims the heap (`release_freed_memory`) after each batch of the prediction loop."""
+
+        def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+            release_freed_memory()
+
+    HeapTrim.__module__, HeapTrim.__qualname__ = __name__, "HeapTrim"
+    return HeapTrim
+
+
+def __getattr__(name: str):
+    """`HeapTrim` is built on first use, so that importing this module (atomic writes, signals: also used by
+    `python -m lit_rcqa.evaluate` and `lit_rcqa.predict`) does not load Lightning."""
+    if name == "HeapTrim":
+        cls = _heap_trim_class()
+        globals()["HeapTrim"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def trimmed(items: Iterable) -> Iterator:

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_rcqa.data.example import QAExample
+from lit_rcqa.data.windows import DEFAULT_WINDOWS
 
 _START = itemgetter(0)
 _END = itemgetter(1)
@@ -29,10 +30,10 @@ _END = itemgetter(1)
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    max_seq_length: int = 384  # tokens per window, special tokens included (paper, Google BERT)
-    doc_stride: int = 128  # tokens shared by consecutive windows of one context (HF `stride`)
-    max_query_length: int = 64  # longer questions keep their first 64 tokens (as Google BERT)
-    pad_to_max_length: bool = False  # False: pad per batch in `collate_features` (less compute)
+    max_seq_length: int = DEFAULT_WINDOWS.max_seq_length  # tokens per window, special tokens included
+    doc_stride: int = DEFAULT_WINDOWS.doc_stride  # tokens shared by consecutive windows of one context (HF `stride`)
+    max_query_length: int = DEFAULT_WINDOWS.max_query_length  # longer questions keep their first tokens
+    pad_to_max_length: bool = DEFAULT_WINDOWS.pad_to_max_length  # False: pad per batch in `collate_features`
 
 
 @dataclass

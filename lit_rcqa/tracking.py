@@ -203,8 +203,19 @@ def new_run_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
+KNOWN_LOGGERS = ("WandbLogger", "TensorBoardLogger", "CSVLogger")
+
+
+def logger_kind(logger) -> str:
+    """The Lightning logger class a logger is (our W&B logger subclasses `WandbLogger`), or ""."""
+    if logger is None:
+        return ""
+    return next((cls.__name__ for cls in type(logger).__mro__ if cls.__name__ in KNOWN_LOGGERS),
+                type(logger).__name__)
+
+
 def _is_wandb(logger) -> bool:
-    return logger is not None and any(cls.__name__ == "WandbLogger" for cls in type(logger).__mro__)
+    return logger_kind(logger) == "WandbLogger"
 
 
 def _run(logger):
@@ -394,7 +405,7 @@ class Dashboard:
         self.logger = logger
         self.layers = list(layers)
         self.prefix = prefix
-        self.kind = type(logger).__name__ if logger is not None else ""
+        self.kind = logger_kind(logger)
         self._per_layer: list[dict[str, Any]] = [{} for _ in self.layers]
         self._once: dict[str, Any] = {}
 

@@ -102,13 +102,14 @@ def _run_analyses(cfg: AnalyzeConfig, run, out: Path, model, ig, analyses: dict[
         run_info["IG speed"] = f"{ig.n_computed / max(ig.seconds, 1e-9):.2f} examples/s ({ig.n_computed} examples)"
     # The tracker's config: the resolved tree as saved in analyze_config.yaml; lineage adds the training run,
     # the model artifact and the manifest's IG settings and data (what the shards were computed with).
-    logger, model_ref = lineage.open_tracker(cfg.logger, cfg.wandb_project, analyze_config.as_tree(cfg), run.run_dir,
-                                             run.name, out, manifest)
+    settings = analyze_config.as_tree(cfg)
+    logger = lineage.open_tracker(cfg.logger, cfg.wandb_project, settings, out, run.name)
     try:
         summary = run_analyses(lambda: process.trimmed(store.iter_records(out)), out, **analyses,
                                postprocess=run.postprocess,
                                hidden=store.load_hidden(out), model=model, run_info=run_info, logger=logger,
                                total=len(store.finished_ids(out)))
+        model_ref = lineage.describe_tracker(logger, settings, run.run_dir, run.name, manifest)
     except BaseException:
         tracking.finish(logger, success=False)  # an interrupted run stays resumable: tracker.json is unfinished
         raise

@@ -19,6 +19,15 @@ TRACKER_FILE = "tracker.json"
 STORE_FILES = ("manifest.json", "scores", "analyze_config.yaml")
 
 
+def resume_key(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved analyze settings that make a command the same command: all but the progress bar
+    (`loop.progress`), so re-running an interrupted command with or without a bar resumes its tracker run."""
+    key = {k: v for k, v in settings.items() if k != "progress"}
+    if isinstance(key.get("loop"), Mapping):
+        key["loop"] = {k: v for k, v in key["loop"].items() if k != "progress"}
+    return key
+
+
 def analysis_run_id(out_dir: Path, settings: Mapping[str, Any], new_id: Callable[[], str]) -> tuple[str, bool]:
     """(tracker run id, whether it resumes): the unfinished previous run's id when the settings are the same."""
     path = Path(out_dir) / TRACKER_FILE
@@ -69,22 +78,29 @@ def analysis_config(settings: Mapping[str, Any], run_dir: Path, run_name: str, m
             "data": {k: v for k, v in (manifest.get("data") or {}).items()}}
 
 
-def open_tracker(kind: str, project: str, settings: Mapping[str, Any], run_dir: Path, run_name: str,
-                 out_dir: Path, manifest: Mapping[str, Any]):
-    """The analysis's tracker run (grouped with its training run), its config logged and its model declared.
-    Returns (logger or None, the model artifact's name and digest as recorded)."""
+def open_tracker(kind: str, project: str, settings: Mapping[str, Any], out_dir: Path, run_name: str):
+    """The analysis's tracker run, grouped with its training run, or None. A W&B run starts in the background
+    (see tracking.build_logger): call this before the analyses' pass and `describe_tracker` after it, so that
+    wandb's start-up overlaps the pass instead of adding to it."""
     from lit_rcqa import tracking
 
     run_id = None
     if kind == "wandb":
-        quiet = {k: v for k, v in settings.items() if k != "progress"}  # a bar more or less: the same command
-        run_id, _ = analysis_run_id(out_dir, quiet, tracking.new_run_id)
-    logger = tracking.build_logger(kind, out_dir, f"{run_name}-analysis", project, group=run_name,
-                                   job_type="analysis", run_id=run_id)
+        run_id, _ = analysis_run_id(out_dir, resume_key(settings), tracking.new_run_id)
+    return tracking.build_logger(kind, out_dir, f"{run_name}-analysis", project, group=run_name,
+                                 job_type="analysis", run_id=run_id)
+
+
+def describe_tracker(logger, settings: Mapping[str, Any], run_dir: Path, run_name: str,
+                     manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The analysis run's config logged and the model it explained declared; returns the model artifact's name
+    and digest as recorded."""
+    from lit_rcqa import tracking
+
     recorded = training_tracker(run_dir)
     model_ref = model_lineage(tracking.use_model_artifact(logger, run_dir, run_name), recorded)
     tracking.log_config(logger, analysis_config(settings, run_dir, run_name, manifest, recorded, model_ref))
-    return logger, model_ref
+    return model_ref
 
 
 def close_tracker(logger, out_dir: Path, run_name: str, summary: Mapping[str, Any], model_ref: Mapping[str, Any],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import count
 
-from lit_rcqa.analysis.lineage import analysis_run_id, mark_finished, model_lineage
+from lit_rcqa.analysis.lineage import analysis_run_id, mark_finished, model_lineage, resume_key
 
 
 def ids():
@@ -27,3 +27,17 @@ def test_model_lineage_keeps_the_training_digest_when_the_files_changed():
     assert model_lineage(ref, {"model_artifact": {"digest": "new"}}) == ref
     assert model_lineage(ref, {"model_artifact": {"digest": "old"}}) == {**ref, "digest_at_training": "old"}
     assert model_lineage(ref, {}) == ref
+
+
+def test_toggling_the_progress_bar_resumes_the_same_tracker_run_other_settings_do_not(tmp_path):
+    from lit_rcqa import analyze_config
+
+    base = analyze_config.as_tree(analyze_config.parse(["--run", "runs/x", "--num-examples", "5"]))
+    quiet = analyze_config.as_tree(analyze_config.parse(["--run", "runs/x", "--num-examples", "5", "--no-progress"]))
+    other = analyze_config.as_tree(analyze_config.parse(["--run", "runs/x", "--num-examples", "5",
+                                                          "--ig.tolerance", "0.005"]))
+    assert base["loop"]["progress"] != quiet["loop"]["progress"]  # the flag really reached the config
+    new_id = ids()
+    first, _ = analysis_run_id(tmp_path, resume_key(base), new_id)
+    assert analysis_run_id(tmp_path, resume_key(quiet), new_id) == (first, True)
+    assert analysis_run_id(tmp_path, resume_key(other), new_id)[0] != first

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.registry import Analysis, Context, Output, PerRecord, register
 from lit_rcqa.analysis.rows import RowBuffer
 from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.attribution.record import AttributionRecord
@@ -92,12 +92,10 @@ class CompletenessAccumulator:
 
 
 # --- always on: the completeness section -------------------------------------------------------------------
-class _CompletenessAnalysis:
-    def __init__(self, context: Context):
-        self.acc = CompletenessAccumulator(list(context.layers))
-
-    def add(self, item: Item) -> None:
-        self.acc.add(item.record)
+class _CompletenessAnalysis(PerRecord):
+    @staticmethod
+    def statistic(context: Context):
+        return CompletenessAccumulator(list(context.layers))
 
     def finish(self, out) -> Output:
         from lit_rcqa.plots.convergence import plot_convergence

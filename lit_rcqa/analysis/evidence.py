@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lit_rcqa.analysis.divergence import normalize, passage_importance
-from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.registry import Analysis, Context, Output, PerRecord, register
 from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.attribution.record import AttributionRecord
 from lit_rcqa.plots.report import Section
@@ -80,12 +80,10 @@ class EvidenceAccumulator:
 
 
 # --- the "evidence" analysis -------------------------------------------------------------------------------
-class _EvidenceAnalysis:
-    def __init__(self, context: Context):
-        self.acc = EvidenceAccumulator(list(context.layers))
-
-    def add(self, item: Item) -> None:
-        self.acc.add(item.record)
+class _EvidenceAnalysis(PerRecord):
+    @staticmethod
+    def statistic(context: Context):
+        return EvidenceAccumulator(list(context.layers))
 
     def finish(self, out) -> Output:
         from lit_rcqa.plots.layers import plot_layer_series

@@ -83,6 +83,21 @@ class Accumulator(Protocol):
     def finish(self, out: ArtifactWriter) -> Output: ...
 
 
+class PerRecord:
+    """Base of an analysis whose running statistic only needs each record: a subclass says which statistic
+    (`statistic(context)`, an object with `add(record)`) and writes its outputs in `finish`."""
+
+    def __init__(self, context: Context):
+        self.acc = self.statistic(context)
+
+    @staticmethod
+    def statistic(context: Context):
+        raise NotImplementedError
+
+    def add(self, item: Item) -> None:
+        self.acc.add(item.record)
+
+
 @dataclass(frozen=True)
 class Analysis:
     name: str                                   # the --analyses name, also summary[name]

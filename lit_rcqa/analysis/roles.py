@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from lit_rcqa.analysis.registry import Analysis, Context, Item, Output, register
+from lit_rcqa.analysis.registry import Analysis, Context, Output, PerRecord, register
 from lit_rcqa.analysis.sections import by_layer, layer_rows, series
 from lit_rcqa.analysis.words import answer_word_indices, record_words, top_word_indices
 from lit_rcqa.attribution.record import AttributionRecord
@@ -126,12 +126,10 @@ class RoleAccumulator:
 
 
 # --- the "roles" analysis ----------------------------------------------------------------------------------
-class _RolesAnalysis:
-    def __init__(self, context: Context):
-        self.acc = RoleAccumulator(list(context.layers), context.top_k, context.window)
-
-    def add(self, item: Item) -> None:
-        self.acc.add(item.record)
+class _RolesAnalysis(PerRecord):
+    @staticmethod
+    def statistic(context: Context):
+        return RoleAccumulator(list(context.layers), context.top_k, context.window)
 
     def finish(self, out) -> Output:
         from lit_rcqa.plots.layers import plot_role_shares

@@ -226,12 +226,73 @@ def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: tor
     return diff * path_grad, mesh.F[mesh.alphas.index(0.0)], mesh
 
 
+@torch.enable_grad()
+def _stacked_gradient_rows(adapter: EncoderAdapter, groups: list[tuple[int, torch.Tensor, torch.Tensor, np.ndarray]],
+                           span: tuple[int, int], target: str) -> list[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """`_gradient_rows` for several layers in one forward/backward (`forward_stacked`): groups (ℓ, b, diff, alphas)
+    in increasing ℓ; per group F [k], φ [k] (float64) and the gradients [k, T, d]."""
+    xs = [(b + torch.as_tensor(a, dtype=b.dtype, device=b.device)[:, None, None] * diff).requires_grad_(True)
+          for _, b, diff, a in groups]  # [k_g, T, d] each
+    start, end = adapter.forward_stacked([(g[0], x) for g, x in zip(groups, xs)])  # [Σ k_g, T] each
+    f = _target(start, end, *span, target)                                          # [Σ k_g]
+    grads = torch.autograd.grad(f.sum(), xs)  # rows are independent: each row's own gradient
+    out, lo = [], 0
+    for (_, _, diff, a), g in zip(groups, grads):
+        phi = (g * diff).sum(dim=(1, 2), dtype=torch.float64)
+        out.append((f[lo:lo + len(a)].detach().double().cpu().numpy(), phi.cpu().numpy(), g))
+        lo += len(a)
+    return out
+
+
+def _adaptive_layers_together(adapter: EncoderAdapter, indices: list[int], states, baselines, span,
+                              settings: IGSettings) -> list[tuple[torch.Tensor, float, AdaptiveMesh]]:
+    """`_adaptive_layer` for every layer at once: each round packs every layer's pending rows into full chunks of
+    one stacked forward/backward, instead of one short batch per layer and round (item 3 of issue 12)."""
+    T = states[0].shape[0]
+    rows = max(1, settings.max_batch_tokens // T)
+    diffs = [states[i] - b for i, b in zip(indices, baselines)]  # [T, d] each
+    meshes = [AdaptiveMesh(settings.tolerance, settings.max_steps, settings.panel_points, settings.breakpoints,
+                           settings.criterion, settings.split) for _ in indices]
+    grads: list[list[torch.Tensor]] = [[] for _ in indices]
+    order = sorted(range(len(indices)), key=lambda r: indices[r])  # stacked passes take layers bottom-up
+    while True:
+        items = [(r, a) for r in order if not meshes[r].done for a in meshes[r].pending()]  # grouped by layer
+        if not items:
+            break
+        got: dict[int, list] = {r: [] for r, _ in items}
+        n_chunks = -(-len(items) // rows)
+        bounds = np.linspace(0, len(items), n_chunks + 1).round().astype(int)  # equal chunks
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            chunk = items[lo:hi]
+            members = list(dict.fromkeys(r for r, _ in chunk))
+            groups = [(indices[r], baselines[r], diffs[r], np.array([a for q, a in chunk if q == r]))
+                      for r in members]
+            for r, result in zip(members, _stacked_gradient_rows(adapter, groups, span, settings.target)):
+                got[r].append(result)
+        for r, parts in got.items():
+            grads[r].append(torch.cat([g for _, _, g in parts]))
+            meshes[r].record(np.concatenate([F for F, _, _ in parts]), np.concatenate([p for _, p, _ in parts]))
+    out = []
+    for r in range(len(indices)):
+        weights = torch.as_tensor(meshes[r].node_weights(), dtype=diffs[r].dtype, device=diffs[r].device)  # [N]
+        path_grad = torch.einsum("n,ntd->td", weights, torch.cat(grads[r]))  # [T, d]
+        out.append((diffs[r] * path_grad, meshes[r].F[meshes[r].alphas.index(0.0)], meshes[r]))
+    return out
+
+
 def _warm_breakpoints(mesh: AdaptiveMesh, settings: IGSettings) -> np.ndarray:
     """The panel ends a layer ended with, thinned (every other one dropped) until the mesh fits the cap."""
     ends = np.array(sorted({mesh.alphas[p.left] for p in mesh.panels} | {1.0}))
     while len(ends) > 2 and (len(ends) - 1) * (settings.panel_points - 1) + 1 > settings.max_steps:
         ends = np.unique(np.r_[ends[::2], 1.0])
     return ends
+
+
+def _baseline(baseline: Baseline, index: int, h: torch.Tensor) -> torch.Tensor:
+    """b for layer `index` [T, d]: zeros, a tensor broadcast to h's shape, or baseline(index, h)."""
+    if baseline is None:
+        return torch.zeros_like(h)
+    return baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h)
 
 
 def _gap(ig_sum: float, f_h: float, f_b: float) -> float:
@@ -305,11 +366,22 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     start = settings.min_steps
     order = range(n) if settings.tolerance is None else sorted(range(n), key=lambda r: -indices[r])
     breakpoints = None  # adaptive: the panel ends the layer above ended with (warm start)
+    together = settings.tolerance is not None and settings.refine_method == "adaptive" and not settings.warm_start
+    if together:  # independent layers: every round packs all layers' rows into full stacked chunks
+        bases = [_baseline(baseline, index, states[index]) for index in indices]
+        for row, (ig, f_b[row], mesh) in enumerate(_adaptive_layers_together(adapter, indices, states, bases, span,
+                                                                              settings)):
+            ig_sums[row] = float(ig.double().sum())
+            delta[row] = _gap(ig_sums[row], f_h, f_b[row])
+            steps[row] = mesh.evaluations
+            rules[row] = (np.array(mesh.alphas), mesh.node_weights())
+            importance[row] = ig.norm(dim=-1).cpu().numpy()
+            signed[row] = ig.sum(dim=-1).cpu().numpy()
+        order = []
     for row in order:
         index = indices[row]
         h = states[index]  # [T, d]
-        b = torch.zeros_like(h) if baseline is None else (
-            baseline(index, h) if callable(baseline) else torch.as_tensor(baseline, dtype=h.dtype).expand_as(h))
+        b = _baseline(baseline, index, h)
         if settings.tolerance is not None and settings.refine_method == "adaptive":
             ig, f_b[row], mesh = _adaptive_layer(adapter, index, h, b, span, settings, breakpoints)
             if settings.warm_start:

@@ -129,6 +129,19 @@ def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_we
         assert float(reference.double().sum()) == pytest.approx(result.attribution_sum[row], rel=1e-4)
 
 
+def test_adaptive_layers_packed_together_equal_each_layer_alone_in_any_chunking(tiny):
+    ids, types = tiny_example()
+    settings = IGSettings(tolerance=1e-5)
+    together = integrated_gradients(tiny, ids, token_type_ids=types, settings=settings)
+    for row, layer in enumerate(together.layers):
+        alone = integrated_gradients(tiny, ids, token_type_ids=types, layers=[layer],
+                                     settings=IGSettings(tolerance=1e-5, max_batch_tokens=2 * 16))  # 2-row chunks
+        assert alone.steps[0] == together.steps[row]
+        np.testing.assert_allclose(alone.rules[0][0], together.rules[row][0])
+        np.testing.assert_allclose(alone.importance[0], together.importance[row], rtol=1e-4, atol=1e-7)
+        assert alone.delta[0] == pytest.approx(together.delta[row], abs=1e-6)
+
+
 def test_tolerance_mode_meets_its_target_with_fewer_steps_on_the_top_layer():
     model = with_random_biases(make_tiny_qa_model("bert", layers=4, hidden=32))
     ids, types = tiny_example()

@@ -173,8 +173,9 @@ def compute_bound(model, adapter, examples, args, ours_s_per_example: float) -> 
 def smallest_grid_m(model, examples, layers: list[int], grid: list[int]) -> tuple[dict[int, int], list[int]]:
     """Per layer, the smallest grid m whose uniform Gauss–Legendre IG meets the criterion on `examples`.
 
-    Searched with our IG (equal to Captum's to ~1e-7): first on the doublings of the grid's first step, then step
-    by step inside the bracket that met it. Returns ({layer: m}, layers no grid m met).
+    Searched with our IG (equal to Captum's to ~1e-7): first on the doublings of the grid's first step, then by
+    bisection on the grid inside the bracket that met it (meeting the criterion is taken to be monotone in m).
+    Returns ({layer: m}, layers no grid m met).
     """
     def ok_layers(m, layers):
         settings = IGSettings(steps=m, method="gausslegendre")
@@ -187,15 +188,16 @@ def smallest_grid_m(model, examples, layers: list[int], grid: list[int]) -> tupl
         if not pending:
             break
         met = ok_layers(m, pending)
-        for fine in (f for f in grid if lower < f < m):  # the smallest m in (previous doubling, m]
-            if not met:
-                break
-            found = ok_layers(fine, met)
-            for layer in found:
-                need[layer] = fine
-            met = [layer for layer in met if layer not in found]
+        inside = [f for f in grid if lower < f <= m]  # the smallest m in (previous doubling, m], by bisection
         for layer in met:
-            need[layer] = m
+            lo, hi = 0, len(inside) - 1  # inside[hi] meets it
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ok_layers(inside[mid], [layer]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            need[layer] = inside[hi]
         pending = [layer for layer in pending if layer not in need]
         lower = m
     return need, pending
@@ -223,21 +225,23 @@ def equal_accuracy(model, adapter, examples, spans, args) -> dict:
         return {"ours_meets": None, "tolerance": chosen, "captum_m": None,
                 "note": f"no grid m up to {args.max_grid} meets the criterion in layers "
                         f"{[layer_name(i) for i in pending]}"}
+    # timed, alternating ours and Captum per example (drifts of a shared machine hit both sides alike); Captum's
+    # own convergence deltas confirm its m (else the next grid point, timed again); they cost Captum two forward
+    # passes per layer (ours computes δ too: F(b) rides along in its first chunk)
     for m in grid[grid.index(max(need.values())):]:
-        captum_deltas = np.stack([captum_all_layers(model, adapter, ex, span, m, "gausslegendre", deltas=True)[1]
-                                  for ex, span in zip(examples, spans)])
+        ours_s, captum_s, ours_res, captum_imp, captum_deltas = [], [], [], [], []
+        for example, span in zip(examples, spans):
+            seconds, res = timed(args.device, ours, model, example, tol)
+            ours_s.append(seconds)
+            ours_res.append(res)
+            seconds, (importance, gaps) = timed(args.device, captum_all_layers, model, adapter, example, span, m,
+                                                "gausslegendre", deltas=True)
+            captum_s.append(seconds)
+            captum_imp.append(importance)
+            captum_deltas.append(gaps)
+        captum_deltas = np.stack(captum_deltas)
         if meets(captum_deltas).all():
             break
-    # timed, alternating ours and Captum per example (drifts of a shared machine hit both sides alike)
-    ours_s, captum_s, ours_res, captum_imp = [], [], [], []
-    for example, span in zip(examples, spans):
-        seconds, res = timed(args.device, ours, model, example, tol)
-        ours_s.append(seconds)
-        ours_res.append(res)
-        seconds, (importance, _) = timed(args.device, captum_all_layers, model, adapter, example, span, m,
-                                         "gausslegendre")
-        captum_s.append(seconds)
-        captum_imp.append(importance)
     ours_deltas, ours_steps = np.stack([r.delta for r in ours_res]), np.stack([r.steps for r in ours_res])
     previous = grid[grid.index(m) - 1] if grid.index(m) > 0 else m
     o, c = statistics.median(ours_s), statistics.median(captum_s)

@@ -11,11 +11,13 @@ where (ŝ, ê) is the model's own best span (or a given one) and (α_k, w_k) com
      m rows at a time in chunks of at most `max_batch_tokens` tokens; one autograd.grad per chunk;
   4. importance = ‖IG_ℓ‖₂ over d, signed = Σ_d IG_ℓ, completeness gap
      δ_ℓ = |Σ IG_ℓ − (F(h_ℓ) − F(b))| / |F(h_ℓ) − F(b)|.
-With `tolerance`, step 3 walks a refinement schedule (`rules.refinement_schedule`; by default Gauss–Legendre
-with 5, 10, 20, … points) until δ_ℓ ≤ tolerance or `max_steps` gradient evaluations, and records the
-evaluations used per layer (a nested rule such as "romberg" only evaluates the new points of each level).
-The layers then run top-down, and each layer's schedule starts at the points the layer above ended with,
-since lower layers converge more slowly: the coarse levels a lower layer would fail are skipped.
+With `tolerance` (analyze.py's default, 0.01), step 3 is adaptive by default (`refine_method="adaptive"`,
+adaptive.py): Gauss–Lobatto panels on [0, 1] whose exact errors on φ(α) = ⟨∇F, h − b⟩ are known from F at the
+panel ends, refined where they are wrong until Σ|panel errors| ≤ tolerance · |F(h) − F(b)| (so δ_ℓ ≤ tolerance)
+or `max_steps` evaluations; every round packs all layers' new rows into full chunks of one stacked
+forward/backward (`EncoderAdapter.forward_stacked`). `result.converged` says which layers met the target.
+The older schedules remain (`refine_method` a rule name or "romberg"): they walk `rules.refinement_schedule`
+top-down, each layer starting at the points the layer above ended with.
 
 Usage:  result = integrated_gradients(model, input_ids, token_type_ids=tt, layers="all", passage=(p0, p1))
 """

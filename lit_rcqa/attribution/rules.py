@@ -56,6 +56,14 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
     uniform Gauss–Legendre m = 24 (layer 0 median δ 31 %, layer 1 12 %)              87   62 %     15 %
     adaptive Lobatto-4, two initial panels [0, ½, 1]                                114   0.98 %   15 % (*)
     adaptive Lobatto-5, two initial panels [0, ½, 1]  (the default)                 156   0.79 %   1.9 %
+  MiniLM, the default run (synthetic set, 2 epochs), its first 5 dev questions; seconds on a quiet machine,
+  all layers packed per round; every adaptive variant has all δ ≤ 1 %, fixed m = 50 has max δ 31 % at layer 0
+    fixed Gauss–Legendre m = 50 (the old analyze.py default)               46 s   175
+    adaptive Lobatto-5, two panels, split at nodes, Σ|e_p| (the default)  40 s   156
+      ... split in halves (2 interior nodes dropped per split)             37 s   148
+      ... criterion |Σ e_p|                                                38 s   149
+      ... both                                                             34 s   135
+    adaptive Lobatto-4, two panels                                         33 s   125   (but see (*))
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the

@@ -68,20 +68,16 @@ class EncoderAdapter:
         return self.stack.forward_from(layer_index, hidden, attention_mask)  # [batch, pos] each
 
     def forward_stacked(self, groups: list[tuple[int, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`forward_from` for several layers' rows in one pass (unpadded inputs): the rows given as h_ℓ join the
-        batch at layer ℓ + 1, so every layer runs once on all rows that pass through it. groups: (ℓ, [k_g, pos,
-        d_model]) in increasing ℓ; returns (start_logits, end_logits) [Σ k_g, pos], rows in the groups' order."""
-        h = None
-        todo = list(groups)
-        for index in range(todo[0][0], self.num_layers + 1):
-            while todo and todo[0][0] == index:
-                rows = todo.pop(0)[1]
-                h = rows if h is None else torch.cat([h, rows])
-            if index < self.num_layers:
-                h = self.layers[index](h, None)
-        logits = self.model.qa_outputs(h)  # [rows, pos, 2]
-        start, end = logits.unbind(dim=-1)
-        return start, end
+        """`forward_from` for several layers' unpadded rows at once: groups (ℓ, [k_g, pos, d_model]) in increasing ℓ
+        -> (start_logits, end_logits) [Σ k_g, pos], rows in the groups' order. Stacks that can (the BERT-like
+        families) run each layer once on every row passing through it; the others run the groups one by one."""
+        for index, _ in groups:
+            self.check_index(index)
+        stacked = getattr(self.stack, "forward_stacked", None)
+        if stacked is not None:
+            return stacked(groups)
+        logits = [self.stack.forward_from(index, rows, None) for index, rows in groups]
+        return torch.cat([start for start, _ in logits]), torch.cat([end for _, end in logits])
 
     def head_function(self, layer_index: int,
                       attention_mask: torch.Tensor | None = None) -> Callable[[torch.Tensor], tuple]:

@@ -153,6 +153,26 @@ def test_prefix_cache_equals_the_models_own_hidden_states_and_logits_from_every_
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_rows_of_several_layers_stacked_in_one_pass_give_the_models_own_logits(family):
+    """`forward_stacked` (adaptive IG packs every layer's rows into one pass): each group's rows, taken as h_ℓ,
+    give the logits of the model's own forward on the unpadded question."""
+    model = family_model(family)
+    adapter = EncoderAdapter(model)
+    ids, mask, types = padded_batch()
+    n = int(mask[0].sum())  # the first row's real tokens: one unpadded question
+    ids, types = ids[:1, :n], (types[:1, :n] if uses_token_types(family) else None)
+    kwargs = {} if types is None else {"token_type_ids": types}
+    with torch.no_grad():
+        reference = model(input_ids=ids, **kwargs)
+        states = adapter.hidden_states(ids, None, types)
+        groups = [(layer, states[layer].expand(copies, -1, -1)) for layer, copies in ((0, 2), (1, 1), (2, 3))]
+        start, end = adapter.forward_stacked(groups)
+    assert start.shape == end.shape == (6, n)
+    torch.testing.assert_close(start, reference.start_logits.expand(6, -1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(end, reference.end_logits.expand(6, -1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_forward_from_runs_no_layer_below_the_one_it_starts_from(family):
     model = family_model(family)
     adapter = EncoderAdapter(model)

@@ -369,16 +369,21 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
     order = range(n) if settings.tolerance is None else sorted(range(n), key=lambda r: -indices[r])
     breakpoints = None  # adaptive: the panel ends the layer above ended with (warm start)
     together = settings.tolerance is not None and settings.refine_method == "adaptive" and not settings.warm_start
+
+    def keep_adaptive(row: int, ig: torch.Tensor, mesh) -> None:
+        """Row `row`'s results from an adaptive mesh (f_b[row] already set): sums, δ, steps, rule, [T] vectors."""
+        ig_sums[row] = float(ig.double().sum())
+        delta[row] = _gap(ig_sums[row], f_h, f_b[row])
+        steps[row] = mesh.evaluations
+        rules[row] = (np.array(mesh.alphas), mesh.node_weights())
+        importance[row] = ig.norm(dim=-1).cpu().numpy()
+        signed[row] = ig.sum(dim=-1).cpu().numpy()
+
     if together:  # independent layers: every round packs all layers' rows into full stacked chunks
         bases = [_baseline(baseline, index, states[index]) for index in indices]
         for row, (ig, f_b[row], mesh) in enumerate(_adaptive_layers_together(adapter, indices, states, bases, span,
                                                                               settings)):
-            ig_sums[row] = float(ig.double().sum())
-            delta[row] = _gap(ig_sums[row], f_h, f_b[row])
-            steps[row] = mesh.evaluations
-            rules[row] = (np.array(mesh.alphas), mesh.node_weights())
-            importance[row] = ig.norm(dim=-1).cpu().numpy()
-            signed[row] = ig.sum(dim=-1).cpu().numpy()
+            keep_adaptive(row, ig, mesh)
         order = []
     for row in order:
         index = indices[row]
@@ -388,12 +393,7 @@ def _integrated_gradients(model, input_ids, attention_mask, token_type_ids, laye
             ig, f_b[row], mesh = _adaptive_layer(adapter, index, h, b, span, settings, breakpoints)
             if settings.warm_start:
                 breakpoints = _warm_breakpoints(mesh, settings)
-            ig_sums[row] = float(ig.double().sum())
-            delta[row] = _gap(ig_sums[row], f_h, f_b[row])
-            steps[row] = mesh.evaluations
-            rules[row] = (np.array(mesh.alphas), mesh.node_weights())
-            importance[row] = ig.norm(dim=-1).cpu().numpy()
-            signed[row] = ig.sum(dim=-1).cpu().numpy()
+            keep_adaptive(row, ig, mesh)
             continue
         layer_ig = _LayerIG(adapter, index, h, b, span, settings)
         for level in schedule(start):

@@ -1,6 +1,6 @@
 """The experiment tracker: Weights & Biases (online when wandb has credentials, else offline), CSV or TensorBoard.
 
-The only module that imports `wandb`. W&B goes online exactly when wandb itself would authenticate without
+The only module that calls `wandb` (`offline_run` reads its offline files). W&B goes online exactly when wandb itself would authenticate without
 asking: an API key from `wandb login` (netrc), WANDB_API_KEY or an identity token; WANDB_MODE and the
 `wandb offline` setting win. Otherwise runs are offline: no network, no prompt, files under `<dir>/wandb/`,
 and `wandb sync <dir>/wandb/offline-run-*` uploads them later (`location()` gives the exact command).
@@ -278,6 +278,9 @@ def _markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> st
     return text + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
 
 
+FLUSH_SECONDS = 60.0
+
+
 def finish(logger, success: bool = True) -> str:
     """Close the tracker run so offline files are complete on disk; returns its `location()`."""
     if logger is None:
@@ -286,8 +289,17 @@ def finish(logger, success: bool = True) -> str:
     if _is_wandb(logger):
         import wandb
 
+        from lit_rcqa import offline_run
+
+        run = _run(logger)
+        offline = bool(getattr(run, "offline", False))
+        sync_dir = Path(run.settings.sync_dir) if offline else None
         logger.finalize("success" if success else "failed")
         wandb.finish(exit_code=0 if success else 1)
+        # wandb.finish returns before wandb's service has written the last records of an offline run.
+        if sync_dir is not None and not offline_run.wait_complete(sync_dir, timeout=FLUSH_SECONDS):
+            print(f"W&B: the offline run in {_relative(sync_dir)} was not complete on disk after {FLUSH_SECONDS:.0f} s"
+                  " (wandb's service is still writing it); wait before `wandb sync`", file=sys.stderr)
     else:
         logger.save()
     return where

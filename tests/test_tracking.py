@@ -135,3 +135,51 @@ def test_a_failed_background_start_is_raised_where_the_run_is_first_used(clean_h
     logger = tracking.build_logger("wandb", tmp_path / "run", "refused", "lit_rcqa-test")
     with pytest.raises(wandb.errors.UsageError, match="no run for you"):
         logger.experiment
+
+
+def test_an_offline_run_is_complete_on_disk_when_finish_returns(clean_home, tmp_path, monkeypatch):
+    """wandb.finish() returns before wandb's service has written the run's last records; `tracking.finish` waits
+    for them, so a run folder read (or `wandb sync`-ed) right after it is whole. Several runs in one process:
+    the service stays up between them, and one in a few used to be read as a bare header."""
+    from lit_rcqa.offline_run import read_records
+
+    from tests.wandb_records import run_file
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for n in range(5):
+        logger = tracking.build_logger("wandb", tmp_path / f"run{n}", f"whole{n}", "lit_rcqa-test", job_type="train")
+        logger.log_metrics({"x": float(n)}, step=0)
+        tracking.finish(logger)
+        kinds = [r.WhichOneof("record_type") for r in read_records(run_file(tmp_path / f"run{n}"))]
+        assert kinds[:2] == ["header", "run"] and kinds[-1] == "exit", (n, kinds)
+        assert "history" in kinds, (n, kinds)
+
+
+def test_a_run_file_is_complete_only_once_its_exit_record_is_written(tmp_path):
+    """The completeness check against files cut where wandb leaves them while writing: header only, a chunk
+    cut short, every record but the last."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from lit_rcqa import offline_run
+
+    def chunk(record) -> bytes:
+        payload = record.SerializeToString()
+        return (0).to_bytes(4, "little") + len(payload).to_bytes(2, "little") + bytes([1]) + payload
+
+    header = b":W&B" + (0xBEE1).to_bytes(2, "little") + bytes([0])
+    run, exit_ = pb.Record(), pb.Record()
+    run.run.run_id = "abc"
+    exit_.exit.exit_code = 0
+    whole = header + chunk(run) + chunk(exit_)
+    path = tmp_path / "run-abc.wandb"
+    for data, complete in [(header, False), (header + chunk(run), False), (whole[:-3], False), (whole, True),
+                           (whole + bytes(64), True)]:  # wandb preallocates zeros after the last record
+        path.write_bytes(data)
+        assert offline_run.is_complete(path) is complete, data
+    assert [r.WhichOneof("record_type") for r in offline_run.read_records(path)] == ["run", "exit"]
+    assert offline_run.wait_complete(tmp_path, timeout=0.1)
+    path.write_bytes(header)
+    assert not offline_run.wait_complete(tmp_path, timeout=0.1)
+    path.write_bytes(b"not a run file")
+    assert not offline_run.is_complete(path)

@@ -231,7 +231,7 @@ def test_wandb_offline_run_holds_the_logged_metrics(tiny_model_dir, tmp_path):
     result = train(base_args(tiny_model_dir, "w1", "--run.logger", "wandb", "--trainer.log_every_n_steps", "2"),
                    tmp_path)
     assert result.returncode == 0, result.stderr
-    from tests.wandb_file import wandb_values
+    from tests.wandb_records import wandb_values
 
     assert len(list((tmp_path / "runs/w1/wandb").glob("offline-run-*"))) == 1
     history, summary = wandb_values(tmp_path / "runs/w1")

@@ -14,7 +14,7 @@ import pytest
 from lit_rcqa.data.synthetic import make_synthetic_splits
 from tests.evaluation.official_evaluate_v20 import evaluate as official_v2
 from tests.test_train import base_args, train
-from tests.wandb_file import wandb_values
+from tests.wandb_records import wandb_values
 
 TRAIN, DEV = make_synthetic_splits(40, 12, seed=3)
 FILE_ARGS = ["--data.train_file", "train.json", "--data.dev_file", "dev.json"]

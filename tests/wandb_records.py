@@ -1,58 +1,15 @@
-"""Read an offline W&B run file (`<run>/wandb/offline-run-*/run-*.wandb`) into its protobuf records.
+"""Read an offline W&B run file (`<run>/wandb/offline-run-*/run-*.wandb`) into what the tests look at.
 
-wandb 0.31 writes it but ships no Python reader. The format is LevelDB's log: a 7-byte file header
-(":W&B", magic 0xBEE1 little-endian, version 0), then 32 KiB blocks of chunks, each chunk a 7-byte header
-(CRC-32C, uint16 length, type: 1 full, 2 first, 3 middle, 4 last) and its payload; fewer than 7 bytes
-left in a block are zero padding. A record's payload, joined over its chunks, is a `wandb.proto`
-`Record` message. The CRC is not checked: a test reading a damaged file fails on the protobuf anyway.
+The records come from `lit_rcqa.offline_run` (the format is described there).
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-BLOCK = 32768
-HEADER = 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-def payloads(data: bytes) -> Iterator[bytes]:
-    ident, magic, version = struct.unpack("<4sHB", data[:HEADER])
-    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), (ident, magic, version)
-    pos, parts = HEADER, []
-    while pos + HEADER <= len(data):
-        left = BLOCK - pos % BLOCK
-        if left < HEADER:  # the block's zero padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
-        if kind == 0 and length == 0:  # preallocated, never written
-            break
-        chunk = data[pos + HEADER:pos + HEADER + length]
-        pos += HEADER + length
-        if kind == FULL:
-            yield chunk
-        elif kind == FIRST:
-            parts = [chunk]
-        elif kind == MIDDLE:
-            parts.append(chunk)
-        elif kind == LAST:
-            yield b"".join(parts + [chunk])
-            parts = []
-
-
-def read_records(path: Path) -> list:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    records = []
-    for payload in payloads(Path(path).read_bytes()):
-        record = pb.Record()
-        record.ParseFromString(payload)
-        records.append(record)
-    return records
+from lit_rcqa.offline_run import read_records
 
 
 def run_file(run_dir: Path) -> Path:
@@ -113,3 +70,9 @@ def artifact_paths(artifact) -> list[str]:
 
 def artifact_metadata(artifact) -> dict[str, Any]:
     return json.loads(artifact.metadata) if artifact.metadata else {}
+
+
+def wandb_values(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(history rows, final summary) of the one offline W&B run under `run_dir`, values parsed from JSON."""
+    found = RunFile(run_file(run_dir))
+    return found.history, found.summary

@@ -110,6 +110,7 @@ def build_logger(kind: LoggerKind, run_dir: Path, name: str, project: str = "lit
     # wandb's own list of every installed package (requirements.txt) is most of a run's start-up time (0.3-1 s);
     # the versions that decide the results go into the run's config instead (`package_versions`).
     settings = wandb.Settings(mode=mode, silent=True, x_save_requirements=False)
+    _skip_unstaged_launch_inputs()
     logger = _EarlyWandbLogger(name=name, save_dir=str(run_dir), project=project, offline=mode == "offline",
                                id=run_id or safe_name(name), resume="allow", group=group, job_type=job_type,
                                settings=settings, config={"versions": package_versions()})
@@ -117,6 +118,35 @@ def build_logger(kind: LoggerKind, run_dir: Path, name: str, project: str = "lit
     getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     logger.start()
     return logger
+
+
+LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"
+
+
+@functools.cache
+def _skip_unstaged_launch_inputs() -> None:
+    """Spare wandb.init an import that costs 1.25 s on 2 cores once torch, lightning and transformers are loaded.
+
+    wandb 0.31's `Run._on_ready` imports W&B Launch's input module only to apply the launch inputs staged in
+    this process. Staging them means importing that module first, so when it is not imported nothing is
+    staged and there is nothing to apply; the import itself pulls in wandb's public API, whose pydantic
+    models read docstrings through `inspect.getmodule`, a scan of every loaded module per class. The method
+    is wrapped to apply staged inputs exactly as before whenever the module is loaded.
+    """
+    try:
+        from wandb.sdk.wandb_run import Run
+    except ImportError:
+        return
+    apply_inputs = getattr(Run, "_detect_and_apply_job_inputs", None)
+    if apply_inputs is None:  # another wandb: leave it as it is
+        return
+
+    @functools.wraps(apply_inputs)
+    def apply_staged_inputs(self) -> None:
+        if LAUNCH_INPUTS in sys.modules:
+            apply_inputs(self)
+
+    Run._detect_and_apply_job_inputs = apply_staged_inputs
 
 
 @functools.cache

@@ -183,3 +183,41 @@ def test_a_run_file_is_complete_only_once_its_exit_record_is_written(tmp_path):
     assert not offline_run.wait_complete(tmp_path, timeout=0.1)
     path.write_bytes(b"not a run file")
     assert not offline_run.is_complete(path)
+
+
+def test_starting_a_run_does_not_import_wandbs_launch_and_public_api(tmp_path):
+    """wandb.init ends by importing W&B Launch's input module, only to apply launch inputs staged in this process;
+    that import pulls in wandb's public API, whose pydantic models scan every loaded module (1.25 s with torch,
+    lightning and transformers loaded, 0.2 s without them). No code of ours stages launch inputs, so the
+    import is skipped; a fresh process shows whether it happened."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from lit_rcqa import tracking\n"
+        "logger = tracking.build_logger('wandb', Path(sys.argv[1]), 'quiet', 'lit_rcqa-test')\n"
+        "logger.log_metrics({'x': 1.0}, step=0); tracking.finish(logger)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('wandb.sdk.launch', 'wandb.apis.public'))))\n")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HOME": str(tmp_path / "home"),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("WANDB_SERVICE", None)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_launch_inputs_staged_in_the_process_are_still_applied(monkeypatch):
+    """The skip is exact: once someone has staged W&B Launch inputs (which imports the module), wandb applies
+    them to the run as before."""
+    from wandb.sdk import wandb_run
+    from wandb.sdk.launch.inputs import internal
+
+    tracking._skip_unstaged_launch_inputs()
+    published = []
+    monkeypatch.setattr(internal, "_publish_job_input", lambda input, run: published.append((input, run)))
+    staged = internal.StagedLaunchInputs()
+    monkeypatch.setattr(staged, "_staged_inputs", ["an input"])
+    run = object()
+    wandb_run.Run._detect_and_apply_job_inputs(run)
+    assert published == [("an input", run)]

@@ -133,7 +133,9 @@ class QAModule(LightningModule):
         loss, start_logits, end_logits = self._shared_step(batch)
         if loss is not None:
             self.val_loss.update(loss, weight=batch["input_ids"].shape[0])
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        # Each window's logits at its own positions (a left-padding tokenizer's padding included, masked above):
+        # post-processing reads them by position through the window's offsets.
+        lengths = batch["length"].tolist()
         for i, feature_index in enumerate(batch["feature_index"].tolist()):
             n = lengths[i]
             self._val_outputs.append((feature_index, start_logits[i, :n].float().cpu(), end_logits[i, :n].float().cpu()))

@@ -155,7 +155,7 @@ def score_windows(model: Any, features: Any, pad_token_id: int, settings: Predic
             pad = batch["attention_mask"].to(device) == 0  # [B, T]
             start = out.start_logits.masked_fill(pad, torch.finfo(out.start_logits.dtype).min)  # [B, T]
             end = out.end_logits.masked_fill(pad, torch.finfo(out.end_logits.dtype).min)  # [B, T]
-            for i, n in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
+            for i, n in enumerate(batch["length"].tolist()):  # each window's own positions (see collate_features)
                 starts.append(start[i, :n].float().cpu().numpy())
                 ends.append(end[i, :n].float().cpu().numpy())
     return starts, ends

@@ -150,3 +150,56 @@ def test_val_f1_best_is_the_maximum_over_epochs_and_survives_a_checkpoint(monkey
     fresh = tiny_module(monkeypatch)
     fresh.on_load_checkpoint(old)
     fresh.load_state_dict(old["state_dict"])
+
+
+def _left_padded_features_batch():
+    """Two windows as `build_features` makes them for a left-padding tokenizer with pad_to_max_length: the first
+    carries 4 padding positions at its front; the second, 7 long, is right-padded to 10 by the collate."""
+    from lit_rcqa.data.features import collate_features
+
+    g = torch.Generator().manual_seed(2)
+    first = torch.randint(1000, 2000, (10,), generator=g).tolist()
+    second = torch.randint(1000, 2000, (7,), generator=g).tolist()
+    items = [{"input_ids": [0] * 4 + first[4:], "attention_mask": [0] * 4 + [1] * 6, "token_type_ids": [0] * 10,
+              "start_positions": 5, "end_positions": 6, "feature_index": 0},
+             {"input_ids": second, "attention_mask": [1] * 7, "token_type_ids": [0] * 7,
+              "start_positions": 1, "end_positions": 2, "feature_index": 1}]
+    return items, collate_features(items, pad_token_id=0)
+
+
+def test_validation_keeps_each_windows_logits_at_its_own_positions_left_padding_included(monkeypatch):
+    """Post-processing reads a window's logits by token position (its offsets): validation must keep position k
+    of the window at index k, whichever side the window was padded on."""
+    module = tiny_module(monkeypatch).eval()
+    items, batch = _left_padded_features_batch()
+    with torch.no_grad():
+        module.validation_step(batch, 0)
+        for item, (index, start, end) in zip(items, sorted(module._val_outputs, key=lambda o: o[0])):
+            ids = torch.tensor([item["input_ids"]])
+            out = module.model(input_ids=ids, attention_mask=torch.tensor([item["attention_mask"]]),
+                               token_type_ids=torch.zeros_like(ids))
+            real = torch.tensor(item["attention_mask"]) == 1
+            assert start.shape == end.shape == (len(item["input_ids"]),), index
+            torch.testing.assert_close(start[real], out.start_logits[0, real], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(end[real], out.end_logits[0, real], rtol=1e-5, atol=1e-5)
+            assert (start[~real] == torch.finfo(start.dtype).min).all()  # padding is never chosen
+
+
+def test_predict_scores_each_window_at_its_own_positions_left_padding_included(monkeypatch):
+    from lit_rcqa.predict import PredictSettings, score_windows
+
+    model = make_tiny_qa_model("bert", layers=1, hidden=16)
+    items, _ = _left_padded_features_batch()
+    features = SimpleNamespace(**{k: [item[k] for item in items] for k in ("input_ids", "attention_mask",
+                                                                              "token_type_ids", "start_positions",
+                                                                              "end_positions")})
+    starts, ends = score_windows(model, features, 0, PredictSettings(batch_size=2))
+    for item, start, end in zip(items, starts, ends):
+        ids = torch.tensor([item["input_ids"]])
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=torch.tensor([item["attention_mask"]]),
+                        token_type_ids=torch.zeros_like(ids))
+        real = torch.tensor(item["attention_mask"]) == 1
+        assert start.shape == end.shape == (len(item["input_ids"]),)
+        torch.testing.assert_close(torch.from_numpy(start)[real], out.start_logits[0, real], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.from_numpy(end)[real], out.end_logits[0, real], rtol=1e-5, atol=1e-5)

@@ -298,7 +298,10 @@ class QAFeatureDataset(Dataset):
 
 
 def collate_features(batch: list[dict[str, Any]], pad_token_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-pad a batch to its longest feature (or to `pad_to`), as LongTensors."""
+    """Right-pad a batch to its longest feature (or to `pad_to`), as LongTensors.
+
+    `length` [B] is each feature's own length: positions 0..length-1 of a row are the feature's positions
+    (the ones its offsets index), padding of a left-padding tokenizer included; the rest is the collate's."""
     longest = max(len(item["input_ids"]) for item in batch)
     width = longest if pad_to is None else max(pad_to, longest)
     out: dict[str, torch.Tensor] = {}
@@ -309,4 +312,5 @@ def collate_features(batch: list[dict[str, Any]], pad_token_id: int, pad_to: int
         out[key] = torch.tensor(rows, dtype=torch.long)  # [B, T]
     for key in ("start_positions", "end_positions", "feature_index"):
         out[key] = torch.tensor([item[key] for item in batch], dtype=torch.long)  # [B]
+    out["length"] = torch.tensor([len(item["input_ids"]) for item in batch], dtype=torch.long)  # [B]
     return out

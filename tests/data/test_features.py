@@ -196,6 +196,7 @@ def test_dataset_and_dynamic_vs_fixed_padding(tokenizer, bpe_tokenizer, dev_subs
     for key in ("attention_mask", "token_type_ids"):
         assert batch[key].shape == batch["input_ids"].shape
     assert batch["start_positions"].tolist() == f.start_positions and batch["feature_index"].shape == (len(items),)
+    assert batch["length"].tolist() == [len(it["input_ids"]) for it in items]  # each feature's own positions
     for row, it in zip(range(len(items)), items):
         n = len(it["input_ids"])
         assert batch["input_ids"][row, :n].tolist() == it["input_ids"]

@@ -17,6 +17,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MaxMetric, MeanMetric
 from typing_extensions import override
 
+from lit_rcqa.data.features import window_lengths
 from lit_rcqa.errors import UserError
 from lit_rcqa.evaluation.metrics import SquadMetrics
 from lit_rcqa.evaluation.postprocess import DEFAULT_POSTPROCESS, PostprocessSettings, postprocess_predictions
@@ -133,9 +134,7 @@ class QAModule(LightningModule):
         loss, start_logits, end_logits = self._shared_step(batch)
         if loss is not None:
             self.val_loss.update(loss, weight=batch["input_ids"].shape[0])
-        # Each window's logits at its own positions (a left-padding tokenizer's padding included, masked above):
-        # post-processing reads them by position through the window's offsets.
-        lengths = batch["length"].tolist()
+        lengths = window_lengths(batch["attention_mask"])  # not the mask's sum: left padding comes first
         for i, feature_index in enumerate(batch["feature_index"].tolist()):
             n = lengths[i]
             self._val_outputs.append((feature_index, start_logits[i, :n].float().cpu(), end_logits[i, :n].float().cpu()))

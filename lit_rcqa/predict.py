@@ -139,7 +139,7 @@ def score_windows(model: Any, features: Any, pad_token_id: int, settings: Predic
     """
     import torch
 
-    from lit_rcqa.data.features import QAFeatureDataset, collate_features
+    from lit_rcqa.data.features import QAFeatureDataset, collate_features, window_lengths
 
     device = next(model.parameters()).device
     dataset = QAFeatureDataset(features)
@@ -155,7 +155,7 @@ def score_windows(model: Any, features: Any, pad_token_id: int, settings: Predic
             pad = batch["attention_mask"].to(device) == 0  # [B, T]
             start = out.start_logits.masked_fill(pad, torch.finfo(out.start_logits.dtype).min)  # [B, T]
             end = out.end_logits.masked_fill(pad, torch.finfo(out.end_logits.dtype).min)  # [B, T]
-            for i, n in enumerate(batch["length"].tolist()):  # each window's own positions (see collate_features)
+            for i, n in enumerate(window_lengths(batch["attention_mask"])):
                 starts.append(start[i, :n].float().cpu().numpy())
                 ends.append(end[i, :n].float().cpu().numpy())
     return starts, ends

@@ -297,11 +297,17 @@ class QAFeatureDataset(Dataset):
         return item
 
 
-def collate_features(batch: list[dict[str, Any]], pad_token_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-pad a batch to its longest feature (or to `pad_to`), as LongTensors.
+def window_lengths(attention_mask: torch.Tensor) -> list[int]:
+    """Per row of a batch [B, T]: how many leading positions are the window's own, i.e. up to its last real token.
 
-    `length` [B] is each feature's own length: positions 0..length-1 of a row are the feature's positions
-    (the ones its offsets index), padding of a left-padding tokenizer included; the rest is the collate's."""
+    Post-processing reads a window's logits by position (through its offsets), so they are kept from position 0:
+    a left-padding tokenizer's padding stays in (it is masked, never chosen), the collate's right padding goes."""
+    positions = torch.arange(1, attention_mask.shape[1] + 1, device=attention_mask.device)
+    return (attention_mask.to(positions.dtype) * positions).amax(dim=1).tolist()
+
+
+def collate_features(batch: list[dict[str, Any]], pad_token_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest feature (or to `pad_to`), as LongTensors."""
     longest = max(len(item["input_ids"]) for item in batch)
     width = longest if pad_to is None else max(pad_to, longest)
     out: dict[str, torch.Tensor] = {}
@@ -312,5 +318,4 @@ def collate_features(batch: list[dict[str, Any]], pad_token_id: int, pad_to: int
         out[key] = torch.tensor(rows, dtype=torch.long)  # [B, T]
     for key in ("start_positions", "end_positions", "feature_index"):
         out[key] = torch.tensor([item[key] for item in batch], dtype=torch.long)  # [B]
-    out["length"] = torch.tensor([len(item["input_ids"]) for item in batch], dtype=torch.long)  # [B]
     return out

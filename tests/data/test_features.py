@@ -196,7 +196,6 @@ def test_dataset_and_dynamic_vs_fixed_padding(tokenizer, bpe_tokenizer, dev_subs
     for key in ("attention_mask", "token_type_ids"):
         assert batch[key].shape == batch["input_ids"].shape
     assert batch["start_positions"].tolist() == f.start_positions and batch["feature_index"].shape == (len(items),)
-    assert batch["length"].tolist() == [len(it["input_ids"]) for it in items]  # each feature's own positions
     for row, it in zip(range(len(items)), items):
         n = len(it["input_ids"])
         assert batch["input_ids"][row, :n].tolist() == it["input_ids"]
@@ -227,3 +226,19 @@ def test_a_question_leaving_no_room_for_the_stride_is_a_clear_error_not_a_tokeni
     # the same question cut to max_query_length leaves room: no error
     build_features(examples, tokenizer, FeatureConfig(max_seq_length=48, doc_stride=16, max_query_length=8),
                    training=False)
+
+
+def test_window_lengths_reach_the_last_real_token_whichever_side_is_padded():
+    from lit_rcqa.data.features import window_lengths
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(50):
+        width = int(torch.randint(1, 12, (1,), generator=g))
+        real = int(torch.randint(1, width + 1, (1,), generator=g))
+        left = int(torch.randint(0, width - real + 1, (1,), generator=g))  # padding before, then after
+        rows.append([0] * left + [1] * real + [0] * (width - real - left))
+    width = max(map(len, rows))
+    mask = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    expected = [max(i for i, m in enumerate(r) if m) + 1 for r in rows]
+    assert window_lengths(mask) == expected

@@ -229,7 +229,8 @@ class QADataModule(LightningDataModule):
     @property
     def source(self) -> str:
         hp = self.hparams
-        return hp.hf_dataset or (f"{hp.train_file} | {hp.dev_file}" if hp.train_file else "synthetic")
+        # The files read (variables and ~ expanded), so metrics.json names them, not `${SQUAD_DIR}/…`.
+        return hp.hf_dataset or (f"{self.train_path} | {self.dev_path}" if hp.train_file else "synthetic")
 
     def _load(self, stage: str) -> tuple[list[QAExample], list[QAExample]]:
         hp = self.hparams

@@ -79,3 +79,13 @@ def test_eval_shards_hold_whole_examples_once(world_size):
 def test_bad_data_settings_name_the_setting(kwargs, fragment):
     with pytest.raises(UserError, match=fragment):
         QADataModule(**kwargs)
+
+
+def test_the_recorded_data_source_names_the_files_read_not_the_variables(tmp_path, monkeypatch):
+    """metrics.json's `data` says which files a run read: `${SQUAD_DIR}` and `~` expanded as when loading."""
+    for name in ("train.json", "dev.json"):
+        (tmp_path / name).write_text("{}")
+    monkeypatch.setenv("SQUAD_DIR", str(tmp_path))
+    module = QADataModule(train_file="${SQUAD_DIR}/train.json", dev_file="$SQUAD_DIR/dev.json")
+    assert module.source == f"{tmp_path}/train.json | {tmp_path}/dev.json"
+    assert QADataModule().source == "synthetic"

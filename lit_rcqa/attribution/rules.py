@@ -64,6 +64,16 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
       ... criterion |Σ e_p|                                                38 s   149
       ... both                                                             34 s   135
     adaptive Lobatto-4, two panels                                         33 s   125   (but see (*))
+  MiniLM, the default run, its first 6 dev questions: graded initial panels (the default's two panels vs more
+  panels near α = 0, where the embeddings' integrand was thought to be sharp); gradient evaluations per layer
+  (mean, embeddings … layer 6), cost as above (×7 layers), max δ over questions and layers; 2026-12-01
+    [0, ½, 1] (the default)          51 61 53 29 29 27  9    cost 1047   0.74 %
+    [0, 0.1, ½, 1]                   57 61 51 33 29 23 13         1084   0.93 %
+    [0, 0.05, 0.25, 1]               51 51 49 35 27 27 13          994   0.77 %
+    [0, 0.02, 0.1, 0.4, 1]           53 57 53 35 23 17 17         1034   0.96 %
+    [0, 0.1, 1]                      53 55 51 29 21 27 21         1004   0.63 %
+  No grading saves more than 5 %: the bottom layers' integrands need ~50 evaluations wherever the panels start,
+  so the default run's 2x target over fixed m = 50 (issue 12) needs a better error estimate, not a better mesh.
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the

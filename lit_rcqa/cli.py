@@ -107,6 +107,15 @@ def check_checkpoint(path: str) -> None:
         raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
 
 
+def save_training_state(trainer: Trainer, path: str | Path) -> None:
+    """Write a checkpoint train.py can resume from: weights plus optimizer, scheduler, loop and callback state.
+
+    Lightning calls that `weights_only=False` (as opposed to weights alone); it is a *save* option, not a pickle
+    load. The state is tensors and plain data, so every load (`check_checkpoint`, before Lightning reads the
+    file) is `torch.load(weights_only=True)` and refuses anything else."""
+    trainer.save_checkpoint(str(path), weights_only=False)
+
+
 class LastCheckpoint(Callback):
     """`checkpoints/last.ckpt`, the one file `--ckpt_path last` resumes: written after each validation of fit,
     every `every_n_steps` optimizer steps if asked, and at the batch boundary where a stop signal ends training.
@@ -121,12 +130,12 @@ class LastCheckpoint(Callback):
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path, weights_only=False)
+            save_training_state(trainer, self.path)
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path, weights_only=False)
+            save_training_state(trainer, self.path)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -134,7 +143,7 @@ class LastCheckpoint(Callback):
         # Single process only: under DDP, saving needs every rank at the same barrier; the periodic
         # checkpoint is the resume point there.
         if isinstance(exception, SIGTERMException) and trainer.training and trainer.world_size == 1:
-            trainer.save_checkpoint(self.path, weights_only=False)
+            save_training_state(trainer, self.path)
 
 
 @runtime_checkable
@@ -222,7 +231,7 @@ class RCQACLI(LightningCLI):
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
         if not best:  # stopped (max_steps) before any validation: the final weights are the result
             best = str(self.run_dir / "checkpoints" / "final.ckpt")
-            self.trainer.save_checkpoint(best, weights_only=False)
+            save_training_state(self.trainer, best)
         # Score the best checkpoint once more: it becomes model/, predictions.json and metrics.json.
         self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         self._finish(best_checkpoint=best)

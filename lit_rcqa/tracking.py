@@ -1,9 +1,10 @@
 """The experiment tracker: Weights & Biases (online when wandb has credentials, else offline), CSV or TensorBoard.
 
-The only module that calls `wandb` (`offline_run` reads its offline files). W&B goes online exactly when wandb itself would authenticate without
-asking: an API key from `wandb login` (netrc), WANDB_API_KEY or an identity token; WANDB_MODE and the
-`wandb offline` setting win. Otherwise runs are offline: no network, no prompt, files under `<dir>/wandb/`,
-and `wandb sync <dir>/wandb/offline-run-*` uploads them later (`location()` gives the exact command).
+The only module that calls `wandb` (`offline_run` reads its offline files). W&B goes online exactly when
+wandb itself would authenticate without asking: an API key from `wandb login` (netrc), WANDB_API_KEY or an
+identity token; WANDB_MODE and the `wandb offline` setting win. Otherwise runs are offline: no network, no
+prompt, files under `<dir>/wandb/`, and `wandb sync <dir>/wandb/offline-run-*` uploads them later
+(`location()` gives the exact command).
 """
 
 from __future__ import annotations

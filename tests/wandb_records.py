@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lit_rcqa import offline_run
 from lit_rcqa.offline_run import read_records
 
 
 def run_file(run_dir: Path) -> Path:
     """The one `.wandb` file of the one offline run under `run_dir` (a folder holding `wandb/`)."""
     (offline,) = sorted(Path(run_dir).glob("wandb/offline-run-*"))
-    (path,) = offline.glob("*.wandb")
-    return path
+    return offline_run.run_file(offline)
 
 
 def _value(item) -> Any:

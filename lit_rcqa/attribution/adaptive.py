@@ -10,9 +10,13 @@ is *known*, not estimated; and Σ_p e_p = Σ IG − (F(1) − F(0)), the complet
   2. evaluate the pending nodes (the caller: one batch of gradient rows), record F and φ;
   3. if Σ_p |e_p| ≤ tol · |F(1) − F(0)| stop ("panels", the default: the gap cannot hide behind errors of opposite
      sign in two panels), or |Σ_p e_p| ≤ tol · |F(1) − F(0)| ("total": the completeness gap δ ≤ tol alone);
-  4. otherwise split the worst panels, just enough of them that the others' errors fit the target, each at its
-     own interior nodes: those become the ends of n − 1 smaller panels and only those panels' interior nodes are
-     new, so no evaluation is ever thrown away; back to 2 (until the cap on evaluations).
+  4. otherwise split the worst panels, just enough of them that the others' errors fit the target (at most
+     `fraction` of it), each at its own interior nodes: those become the ends of n − 1 smaller panels and only
+     those panels' interior nodes are new, so no evaluation is ever thrown away; back to 2 (until the cap on
+     evaluations). With split="lazy" the n − 1 smaller panels start *bare*: the trapezoid on their two ends, whose
+     error is known exactly as well, for no evaluation at all; the worst panels are chosen again among them, and
+     only the bare panels that still fail get their n − 2 interior Lobatto nodes. Away from a sharp feature the
+     bare panels pass as they are, so a round costs n − 2 evaluations per feature instead of (n − 1)(n − 2).
 The final weights `node_weights()` give IG = (h − b) ⊙ Σ_k W_k ∇F(x(α_k)) over every node ever evaluated.
 
 `AdaptiveMesh` is pure numpy bookkeeping: it never sees a tensor, so the same code integrates a 1-D function in
@@ -28,6 +32,7 @@ import numpy as np
 from lit_rcqa.errors import UserError
 
 CRITERIA = ("panels", "total")
+SPLITS = ("lazy", "nodes", "halves")
 
 
 def gauss_lobatto(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,11 +47,15 @@ def gauss_lobatto(n: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (x + 1.0), 0.5 * w
 
 
+_TRAPEZOID = np.array([0.5, 0.5])
+
+
 @dataclass
 class _Panel:
     left: int            # node index of the left end
     right: int           # node index of the right end
-    interior: list[int]  # node indices of the interior Lobatto nodes, left to right
+    interior: list[int]  # node indices of the interior Lobatto nodes, left to right; none: a bare panel, the
+                         # trapezoid on its ends (split="lazy")
 
 
 class AdaptiveMesh:
@@ -57,18 +66,23 @@ class AdaptiveMesh:
     points:      Gauss–Lobatto points per panel (ends included)
     breakpoints: the initial panel ends, 0 … 1 (default one panel)
     criterion:   "panels" (Σ|e_p|) or "total" (|Σ e_p| = the completeness gap)
+    split:       "lazy", "nodes" or "halves" (step 4)
+    fraction:    the share of the error budget the panels left alone may hold after a round's splits
     """
 
     def __init__(self, tolerance: float, max_nodes: int = 129, points: int = 5,
                  breakpoints: np.ndarray | list[float] | None = None, criterion: str = "panels",
-                 split: str = "nodes"):
+                 split: str = "nodes", fraction: float = 0.5):
         if criterion not in CRITERIA:
             raise UserError(f"unknown convergence criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
         if not tolerance > 0:
             raise UserError(f"the accuracy target must be > 0, got {tolerance}")
-        if split not in ("nodes", "halves") or (split == "halves" and points % 2 == 0):
-            raise UserError(f"split must be 'nodes' or, with an odd number of points, 'halves'; got {split!r}")
+        if split not in SPLITS or (split == "halves" and points % 2 == 0):
+            raise UserError(f"split must be 'lazy', 'nodes' or, with an odd number of points, 'halves'; got {split!r}")
+        if not 0.0 <= fraction < 1.0:
+            raise UserError(f"the refinement fraction must be in [0, 1), got {fraction}")
         self.tolerance, self.max_nodes, self.criterion, self.split = float(tolerance), int(max_nodes), criterion, split
+        self.fraction = float(fraction)
         self.nodes, self.weights = gauss_lobatto(points)
         self.alphas: list[float] = []          # every node ever scheduled, in evaluation order
         self.F: list[float] = []               # F(α) per evaluated node (float('nan') while pending)
@@ -112,9 +126,8 @@ class AdaptiveMesh:
         """W [evaluations]: ∫_0^1 g ≈ Σ_k W_k g(α_k) on the current panels (nodes no longer used weigh 0)."""
         W = np.zeros(len(self.alphas))
         for p in self.panels:
-            width = self.alphas[p.right] - self.alphas[p.left]
-            for node, w in zip([p.left, *p.interior, p.right], self.weights):
-                W[node] += w * width
+            ids, weights = self._rule(p)
+            W[ids] += weights * (self.alphas[p.right] - self.alphas[p.left])
         return W
 
     def panel_errors(self) -> np.ndarray:
@@ -122,9 +135,9 @@ class AdaptiveMesh:
         phi, F = np.asarray(self.phi), np.asarray(self.F)
         errors = np.empty(len(self.panels))
         for j, p in enumerate(self.panels):
-            ids = [p.left, *p.interior, p.right]
+            ids, weights = self._rule(p)
             width = self.alphas[p.right] - self.alphas[p.left]
-            errors[j] = width * float(self.weights @ phi[ids]) - (F[p.right] - F[p.left])
+            errors[j] = width * float(weights @ phi[ids]) - (F[p.right] - F[p.left])
         return errors
 
     def variation(self) -> float:
@@ -157,39 +170,57 @@ class AdaptiveMesh:
     def _index(self, alpha: float) -> int:
         return self.alphas.index(alpha)
 
+    def _rule(self, p: _Panel) -> tuple[list[int], np.ndarray]:
+        """A panel's nodes and weights on [0, 1]: Gauss–Lobatto, or the trapezoid on its ends (a bare panel)."""
+        return [p.left, *p.interior, p.right], self.weights if p.interior else _TRAPEZOID
+
     def _panel(self, left: int, right: int) -> _Panel:
         a, c = self.alphas[left], self.alphas[right]
         return _Panel(left, right, [self._add(a + t * (c - a)) for t in self.nodes[1:-1]])
 
     def _refine(self) -> None:
         """Split the worst panels, just enough that the rest meet the target; nothing if done or capped."""
-        e = np.abs(self.panel_errors())
         budget = self.tolerance * abs(self.variation())
-        if self.criterion == "total":
-            if abs(self.panel_errors().sum()) <= budget:
-                return
-        elif e.sum() <= budget:
-            return
         n = len(self.nodes)
-        per_split = (n - 1) * (n - 2) if self.split == "nodes" else 2 * (n - 2)  # new interior nodes
-        room = (self.max_nodes - len(self.alphas)) // per_split
-        order = np.argsort(-e)
-        # Split until the panels left alone hold at most half the budget (the new panels get the other half).
-        remaining, chosen = e.sum(), []
-        for j in order:
-            if remaining <= 0.5 * budget or len(chosen) >= room:
+        while True:
+            e = self.panel_errors()
+            if (abs(e.sum()) if self.criterion == "total" else np.abs(e).sum()) <= budget:
+                return
+            chosen = self._worst(np.abs(e), budget)
+            if self.split != "lazy" or not any(self.panels[j].interior for j in chosen):
                 break
-            chosen.append(int(j))
-            remaining -= e[j]
+            # lazy: a failing Lobatto panel becomes, for free, the bare panels between its nodes (each one's error
+            # is known exactly too); then choose again, so that only the bare panels that still fail cost nodes
+            self.panels = [q for j, p in enumerate(self.panels)
+                           for q in (self._bare(p) if j in chosen and p.interior else [p])]
+        per_split = {"lazy": n - 2, "nodes": (n - 1) * (n - 2), "halves": 2 * (n - 2)}[self.split]  # new nodes
+        chosen = chosen[:(self.max_nodes - len(self.alphas)) // per_split]
         if not chosen:
             return  # at the cap: the caller reports the gap it reached
         panels = []
         for j, p in enumerate(self.panels):
             if j not in chosen:
                 panels.append(p)
-                continue
-            ends = [p.left, *p.interior, p.right]
-            if self.split == "halves":  # the midpoint is a node; the other interior nodes are dropped
-                ends = [p.left, p.interior[(n - 3) // 2], p.right]
-            panels.extend(self._panel(a, c) for a, c in zip(ends[:-1], ends[1:]))
+            elif not p.interior:  # lazy: a bare panel gets its Lobatto nodes
+                panels.append(self._panel(p.left, p.right))
+            else:
+                ends = [p.left, *p.interior, p.right]
+                if self.split == "halves":  # the midpoint is a node; the other interior nodes are dropped
+                    ends = [p.left, p.interior[(n - 3) // 2], p.right]
+                panels.extend(self._panel(a, c) for a, c in zip(ends[:-1], ends[1:]))
         self.panels = panels
+
+    def _worst(self, e: np.ndarray, budget: float) -> list[int]:
+        """The worst panels, worst first, until the panels left alone hold at most `fraction` of the budget."""
+        remaining, chosen = e.sum(), []
+        for j in np.argsort(-e):
+            if remaining <= self.fraction * budget:
+                break
+            chosen.append(int(j))
+            remaining -= e[j]
+        return chosen
+
+    @staticmethod
+    def _bare(p: _Panel) -> list[_Panel]:
+        ends = [p.left, *p.interior, p.right]
+        return [_Panel(a, c, []) for a, c in zip(ends[:-1], ends[1:])]

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lit_rcqa.attribution.adaptive import CRITERIA, AdaptiveMesh
+from lit_rcqa.attribution.adaptive import CRITERIA, SPLITS, AdaptiveMesh
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution import rules as integration_rules
 from lit_rcqa.attribution.rules import DEFAULT_RULE, RefinementLevel, integration_rule, refinement_schedule
@@ -57,7 +57,11 @@ class IGSettings:
     warm_start: bool = False         # adaptive: a lower layer starts on the panels the layer above ended with
     breakpoints: tuple[float, ...] = (0.0, 0.5, 1.0)  # adaptive: the initial panels' ends (two panels: a lone
                                                       # panel's error can vanish by chance, see rules.py)
-    split: str = "nodes"             # adaptive: split a panel at its interior nodes, or at its midpoint ("halves")
+    split: str = "lazy"              # adaptive: "lazy" (a failing panel becomes bare trapezoid panels between its
+                                     # nodes for free; only those that still fail get nodes), "nodes" (every
+                                     # sub-panel gets nodes) or "halves" (split at the midpoint); see adaptive.py
+    refine_fraction: float = 0.9     # adaptive: each round refines the worst panels until the others hold at most
+                                     # this share of the error budget (larger: fewer nodes per round, more rounds)
     max_batch_tokens: int = 16384    # interpolation rows × tokens per forward/backward chunk (memory budget)
     max_answer_length: int = DEFAULT_POSTPROCESS.max_answer_length  # longest span IG picks itself, in tokens
                                      # (run_ig sets the training run's: its answers were chosen under it)
@@ -75,6 +79,10 @@ class IGSettings:
                                 f"{', '.join(CRITERIA)}")
             if not self.tolerance > 0:
                 raise UserError(f"IG tolerance must be > 0, got {self.tolerance}")
+            if self.split not in SPLITS:
+                raise UserError(f"unknown panel split {self.split!r}; choose one of {', '.join(SPLITS)}")
+            if not 0.0 <= self.refine_fraction < 1.0:
+                raise UserError(f"the refinement fraction must be in [0, 1), got {self.refine_fraction}")
 
 
 @dataclass
@@ -217,7 +225,7 @@ def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: tor
     rows = max(1, settings.max_batch_tokens // h.shape[0])
     mesh = AdaptiveMesh(settings.tolerance, settings.max_steps, settings.panel_points,
                         settings.breakpoints if breakpoints is None else breakpoints, settings.criterion,
-                        settings.split)
+                        settings.split, settings.refine_fraction)
     grads = []  # [k, T, d] per round: every node's gradient, since a node's weight changes when panels split
     while not mesh.done:
         F, phi, g = _gradient_rows(adapter, layer, b, diff, mesh.pending(), span, settings.target, rows)
@@ -254,7 +262,7 @@ def _adaptive_layers_together(adapter: EncoderAdapter, indices: list[int], state
     rows = max(1, settings.max_batch_tokens // T)
     diffs = [states[i] - b for i, b in zip(indices, baselines)]  # [T, d] each
     meshes = [AdaptiveMesh(settings.tolerance, settings.max_steps, settings.panel_points, settings.breakpoints,
-                           settings.criterion, settings.split) for _ in indices]
+                           settings.criterion, settings.split, settings.refine_fraction) for _ in indices]
     grads: list[list[torch.Tensor]] = [[] for _ in indices]
     order = sorted(range(len(indices)), key=lambda r: indices[r])  # stacked passes take layers bottom-up
     while True:

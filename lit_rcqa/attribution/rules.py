@@ -74,6 +74,25 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
     [0, 0.1, 1]                      53 55 51 29 21 27 21         1004   0.63 %
   No grading saves more than 5 %: the bottom layers' integrands need ~50 evaluations wherever the panels start,
   so the default run's 2x target over fixed m = 50 (issue 12) needs a better error estimate, not a better mesh.
+  MiniLM, the default run, its first 3 dev questions; lazy splits (a failing panel becomes bare trapezoid panels
+  between its nodes, at no cost, and only those that still fail get nodes, see adaptive.py) and the refinement
+  fraction f (the share of the budget the panels left alone may keep after a round); evaluations per layer (mean,
+  embeddings … layer 3, then layers 4, 5 where measured), cost as above per question over those layers, max δ; L2 =
+  the importance vector's relative L2 error against an adaptive reference at δ ≤ 2e-5 (Lobatto-7, ≤ 205
+  evaluations), max / median over the (question, layer) pairs; 2026-12-01
+    split at nodes, f = ½, Lobatto-5 (the previous default)  53 65 53 33         cost 159   0.55 %   2.4 / 0.07 %
+    lazy, f = ½, Lobatto-5                                   42 47 40 22              119   0.78 %   2.3 / 0.17 %
+    ... with bare panels also held to |φ|-mass or token-mass guards            144 - 146   ≤ 0.55 % 2.4 / 0.1 %
+    lazy, f = 0.9, Lobatto-5 (the default since)             39 46 36 19              111   0.80 %   2.3 / 0.48 %
+      layers 0-5                                             39 46 36 19 20 23        121   0.80 %   2.3 / 0.46 %
+    lazy, f = 0.9, Lobatto-4                                 30 35 28 15              85    0.69 %   6.8 / 0.55 %
+      layers 0-5                                             30 35 28 15 18 13        94    0.94 %   6.8 / 0.55 %
+    lazy, f = ½, Lobatto-4, layers 0-5                       34 38 31 18 20 13        104   0.90 %   4.9 / 0.46 %
+    lazy, f = 0.9, Lobatto-7                                 46 41 35 21              115   0.86 %   2.2 / 0.66 %
+  Lazy splits cut the evaluations by a quarter at the same δ and L2; a larger f by a few % more (more, smaller
+  rounds: free on a CPU, where the cost of a batch is linear in its rows, and the rounds of all layers are packed
+  together). Lobatto-4 panels are cheaper still (1.8x under fixed m = 50's 175) but their few nodes per panel let
+  the importance vector drift while δ passes (6.8 % L2 at layer 3 with δ 0.15 %): Lobatto-5 stays the default.
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the

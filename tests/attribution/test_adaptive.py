@@ -131,3 +131,56 @@ def test_bad_settings_are_user_errors():
         AdaptiveMesh(0.01, breakpoints=[0, 0.6, 0.5, 1])
     with pytest.raises(UserError, match="cap"):
         AdaptiveMesh(0.01, max_nodes=4)
+    with pytest.raises(UserError, match="split"):
+        AdaptiveMesh(0.01, split="thirds")
+    with pytest.raises(UserError, match="fraction"):
+        AdaptiveMesh(0.01, fraction=1.0)
+
+
+@pytest.mark.parametrize("name", list(INTEGRANDS))
+@pytest.mark.parametrize("points", [4, 5])
+def test_lazy_splits_meet_the_tolerance_with_no_more_evaluations_than_splitting_every_sub_panel(name, points):
+    g, G = INTEGRANDS[name]
+    exact = G(1.0) - G(0.0)
+    runs = {split: integrate_adaptive(g, G, 1e-3, max_nodes=1000, points=points, breakpoints=[0, 0.5, 1],
+                                      split=split) for split in ("lazy", "nodes")}
+    for estimate, mesh in runs.values():
+        assert abs(estimate - exact) <= 1e-3 * abs(exact) and mesh.converged
+    assert runs["lazy"][1].evaluations <= runs["nodes"][1].evaluations
+    if name == "sharp logistic step at 0.02":  # the sub-panels away from the step need no nodes of their own
+        assert runs["lazy"][1].evaluations < runs["nodes"][1].evaluations
+    lazy = runs["lazy"][1]
+    assert len(np.unique(lazy.alphas)) == len(lazy.alphas) and (lazy.node_weights() > 0).all()
+
+
+def test_a_bare_panel_is_the_trapezoid_on_its_ends_and_its_error_is_exact():
+    g, G = INTEGRANDS["sharp logistic step at 0.02"]
+    _, mesh = integrate_adaptive(g, G, 1e-3, max_nodes=1000, split="lazy")
+    bare = [p for p in mesh.panels if not p.interior]
+    assert bare and len(bare) < len(mesh.panels)  # both kinds in the final mesh
+    for error, panel in zip(mesh.panel_errors(), mesh.panels):
+        a, c = mesh.alphas[panel.left], mesh.alphas[panel.right]
+        if panel.interior:
+            nodes, weights = gauss_lobatto(5)
+            quadrature = (c - a) * float(weights @ g(a + nodes * (c - a)))
+        else:
+            quadrature = (c - a) * (g(a) + g(c)) / 2
+        assert error == pytest.approx(quadrature - (G(c) - G(a)), abs=1e-14)
+    phi = g(np.array(mesh.alphas))
+    assert mesh.panel_errors().sum() == pytest.approx(mesh.node_weights() @ phi - (G(1.0) - G(0.0)), abs=1e-14)
+
+
+def test_a_larger_refinement_fraction_splits_fewer_panels_per_round():
+    g, G = INTEGRANDS["sharp logistic step at 0.02"]
+    rounds = {}
+    for fraction in (0.0, 0.9):
+        mesh = AdaptiveMesh(1e-3, max_nodes=1000, split="lazy", fraction=fraction)
+        sizes = []
+        while not mesh.done:
+            sizes.append(len(mesh.pending()))
+            alphas = mesh.pending()
+            mesh.record(G(alphas), g(alphas))
+        rounds[fraction] = sizes
+        assert mesh.converged
+    assert max(rounds[0.9][1:]) <= max(rounds[0.0][1:])
+    assert len(rounds[0.9]) >= len(rounds[0.0])

@@ -55,11 +55,11 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
   MiniLM after 1 epoch on the synthetic set, 4 SQuAD dev questions of 100-130 tokens
     uniform Gauss–Legendre m = 24 (layer 0 median δ 31 %, layer 1 12 %)              87   62 %     15 %
     adaptive Lobatto-4, two initial panels [0, ½, 1]                                114   0.98 %   15 % (*)
-    adaptive Lobatto-5, two initial panels [0, ½, 1]  (the default)                 156   0.79 %   1.9 %
+    adaptive Lobatto-5, two initial panels [0, ½, 1]  (the default then)            156   0.79 %   1.9 %
   MiniLM, the default run (synthetic set, 2 epochs), its first 5 dev questions; seconds on a quiet machine,
   all layers packed per round; every adaptive variant has all δ ≤ 1 %, fixed m = 50 has max δ 31 % at layer 0
     fixed Gauss–Legendre m = 50 (the old analyze.py default)               46 s   175
-    adaptive Lobatto-5, two panels, split at nodes, Σ|e_p| (the default)  40 s   156
+    adaptive Lobatto-5, two panels, split at nodes, Σ|e_p| (default then) 40 s   156
       ... split in halves (2 interior nodes dropped per split)             37 s   148
       ... criterion |Σ e_p|                                                38 s   149
       ... both                                                             34 s   135
@@ -67,13 +67,14 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
   MiniLM, the default run, its first 6 dev questions: graded initial panels (the default's two panels vs more
   panels near α = 0, where the embeddings' integrand was thought to be sharp); gradient evaluations per layer
   (mean, embeddings … layer 6), cost as above (×7 layers), max δ over questions and layers; 2026-12-01
-    [0, ½, 1] (the default)          51 61 53 29 29 27  9    cost 1047   0.74 %
+    [0, ½, 1] (the default then)     51 61 53 29 29 27  9    cost 1047   0.74 %
     [0, 0.1, ½, 1]                   57 61 51 33 29 23 13         1084   0.93 %
     [0, 0.05, 0.25, 1]               51 51 49 35 27 27 13          994   0.77 %
     [0, 0.02, 0.1, 0.4, 1]           53 57 53 35 23 17 17         1034   0.96 %
     [0, 0.1, 1]                      53 55 51 29 21 27 21         1004   0.63 %
   No grading saves more than 5 %: the bottom layers' integrands need ~50 evaluations wherever the panels start,
-  so the default run's 2x target over fixed m = 50 (issue 12) needs a better error estimate, not a better mesh.
+  so the default run's 2x target over fixed m = 50 (issue 12) needs a better error estimate, or fewer nodes per
+  split (what lazy splits, below, do).
   MiniLM, the default run, its first 3 dev questions; lazy splits (a failing panel becomes bare trapezoid panels
   between its nodes, at no cost, and only those that still fail get nodes, see adaptive.py) and the refinement
   fraction f (the share of the budget the panels left alone may keep after a round); evaluations per layer (mean,
@@ -83,16 +84,21 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
     split at nodes, f = ½, Lobatto-5 (the previous default)  53 65 53 33         cost 159   0.55 %   2.4 / 0.07 %
     lazy, f = ½, Lobatto-5                                   42 47 40 22              119   0.78 %   2.3 / 0.17 %
     ... with bare panels also held to |φ|-mass or token-mass guards            144 - 146   ≤ 0.55 % 2.4 / 0.1 %
-    lazy, f = 0.9, Lobatto-5 (the default since)             39 46 36 19              111   0.80 %   2.3 / 0.48 %
+    lazy, f = 0.9, Lobatto-5 (the default now)               39 46 36 19              111   0.80 %   2.3 / 0.48 %
       layers 0-5                                             39 46 36 19 20 23        121   0.80 %   2.3 / 0.46 %
     lazy, f = 0.9, Lobatto-4                                 30 35 28 15              85    0.69 %   6.8 / 0.55 %
       layers 0-5                                             30 35 28 15 18 13        94    0.94 %   6.8 / 0.55 %
     lazy, f = ½, Lobatto-4, layers 0-5                       34 38 31 18 20 13        104   0.90 %   4.9 / 0.46 %
     lazy, f = 0.9, Lobatto-7                                 46 41 35 21              115   0.86 %   2.2 / 0.66 %
+    lazy, f = 0.9, Lobatto-5, criterion |Σ e_p|, layers 0-5  the same nodes as the default (no errors cancelled)
+      ... one initial panel [0, 1], layers 0-5               40 30 34 23 15 20        108   0.79 %   31 / 0.86 % (*)
+      ... f = 0.99, layers 0-5                               39 46 35 19 20 22        121   0.86 %   2.3 / 0.48 %
   Lazy splits cut the evaluations by a quarter at the same δ and L2; a larger f by a few % more (more, smaller
   rounds: free on a CPU, where the cost of a batch is linear in its rows, and the rounds of all layers are packed
   together). Lobatto-4 panels are cheaper still (1.8x under fixed m = 50's 175) but their few nodes per panel let
   the importance vector drift while δ passes (6.8 % L2 at layer 3 with δ 0.15 %): Lobatto-5 stays the default.
+  Side by side on the default run's first 20 dev questions (`python -m bench.bench_ig_default`), the default took
+  1.60x less time than fixed m = 50 (226.8 s vs 362.7 s on 2 cores), every δ ≤ 1 % (max 0.88 %).
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the

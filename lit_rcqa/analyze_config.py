@@ -41,6 +41,11 @@ class IGConfig:
         min_steps: Adaptive with a doubling or nested refine_method: points of the first level.
         refine_method: Adaptive: "adaptive" (Gauss-Lobatto panels split where their error is), a fixed rule
             refined by doubling its points, or the nested "romberg"/"trapezoid" schedules.
+        split: Adaptive panels: "lazy" (a failing panel's pieces start as trapezoids on nodes already evaluated;
+            only those that still fail get nodes, the default), "nodes" (every piece gets nodes; the rule before
+            2026-12-01) or "halves".
+        refine_fraction: Adaptive panels: each round refines the worst panels until the rest hold at most this
+            share of the error budget (in [0, 1); 0.5 before 2026-12-01).
         target: Explain p_start + p_end of the explained span ("prob", the paper) or the two logits ("logit").
         explain: Explain the model's own answer ("predicted", the paper) or the gold answer ("gold").
         baseline: The IG baseline b: zeros ("zero") or the mean hidden state over the tokens ("mean").
@@ -53,6 +58,8 @@ class IGConfig:
     max_steps: PositiveInt = 257
     min_steps: PositiveInt = 5
     refine_method: str = "adaptive"
+    split: Literal["lazy", "nodes", "halves"] = "lazy"
+    refine_fraction: float = 0.9
     target: Literal["prob", "logit"] = "prob"
     explain: Literal["predicted", "gold"] = "predicted"
     baseline: Literal["zero", "mean"] = "zero"
@@ -283,7 +290,8 @@ def ig_settings(config: AnalyzeConfig):
     return IGSettings(steps=IGSettings.steps if ig.steps is None else ig.steps,
                       method=IGSettings.method if ig.method == "adaptive" else ig.method, target=ig.target,
                       tolerance=ig.tolerance if adaptive else None, refine_method=ig.refine_method,
-                      min_steps=ig.min_steps, max_steps=ig.max_steps, max_batch_tokens=config.loop.max_batch_tokens)
+                      min_steps=ig.min_steps, max_steps=ig.max_steps, split=ig.split,
+                      refine_fraction=ig.refine_fraction, max_batch_tokens=config.loop.max_batch_tokens)
 
 
 def ig_options(config: AnalyzeConfig, **extra: Any):

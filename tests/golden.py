@@ -16,10 +16,12 @@ from tests.tiny_run import make_tiny_run
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden-analysis"
 ARGS = ["--num-examples", "6", "--hidden-examples", "2", "--logger", "none", "--no-progress"]
+# The adaptive rule the folder was made with (split at every node, fraction ½): the default until lazy splits.
+RULE = ["--ig.split", "nodes", "--ig.refine_fraction", "0.5"]
 
 
-def compute(root: Path) -> Path:
-    """Train-free tiny run + the default analyze.py (adaptive IG, every analysis) -> the output folder."""
+def compute(root: Path, rule: list[str] = RULE) -> Path:
+    """Train-free tiny run + analyze.py (adaptive IG with `rule`, every analysis) -> the output folder."""
     from analyze import main
 
     threads = torch.get_num_threads()
@@ -27,7 +29,7 @@ def compute(root: Path) -> Path:
     try:
         run = make_tiny_run(root / "runs" / "tiny")
         out = root / "out"
-        assert main(["--run", str(run), "--out", str(out), *ARGS]) == 0
+        assert main(["--run", str(run), "--out", str(out), *ARGS, *rule]) == 0
     finally:
         torch.set_num_threads(threads)
     return out

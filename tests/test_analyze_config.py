@@ -155,6 +155,8 @@ def test_the_parsed_config_holds_plain_values_that_safe_yaml_and_json_can_write(
     (["--no-such-flag", "1"], "--no_such_flag"),
     (["--ig.no_such_key", "1"], "--ig.no_such_key"),
     (["--analysis.jsd_k", "two"], "--analysis.jsd_k"),
+    (["--ig.split", "thirds"], "--ig.split"),
+    (["--ig.refine_fraction", "1.5"], "refine_fraction"),
 ])
 def test_a_bad_flag_or_value_is_one_line_naming_it(argv, fragment):
     with pytest.raises(UserError) as err:
@@ -213,6 +215,9 @@ def test_ig_settings_follow_the_method_and_steps_rules():
                                       "--ig.tolerance", "0.001", "--loop.max_batch_tokens", "512"]))
     assert (nested.refine_method, nested.min_steps, nested.tolerance, nested.max_batch_tokens) == \
         ("romberg", 3, 0.001, 512)
+    assert (default.split, default.refine_fraction) == ("lazy", 0.9)  # lazy splits, refine to 90 % of the budget
+    panels = ac.ig_settings(ac.parse(["--ig.split", "nodes", "--ig.refine_fraction", "0.5"]))
+    assert (panels.split, panels.refine_fraction, panels.refine_method) == ("nodes", 0.5, "adaptive")
 
 
 def test_ig_options_and_analysis_kwargs_carry_every_setting():

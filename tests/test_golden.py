@@ -48,19 +48,33 @@ def test_records_equal_the_golden_ones(fresh):
             assert (x is None) == (y is None), f"{ex_id}: {name}"
             if x is not None:
                 assert x.dtype == y.dtype and x.shape == y.shape, f"{ex_id}: {name}"
-                np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-7, err_msg=f"{ex_id}: {name}")
+                # δ near 1e-6 is the difference of two nearly equal float32 sums: its last digits follow the
+                # CPU's kernels (this folder's 2.35e-6 is 2.43e-6 on another x86 CPU), so δ gets an absolute
+                # tolerance of 1e-6, four orders below the 1 % target
+                atol = DELTA_ATOL if name == "delta" else 1e-7
+                np.testing.assert_allclose(y, x, rtol=1e-4, atol=atol, err_msg=f"{ex_id}: {name}")
     hidden_old, hidden_new = store.load_hidden(GOLDEN), store.load_hidden(fresh)
     assert sorted(hidden_new) == sorted(hidden_old)
     for ex_id in hidden_old:
         np.testing.assert_allclose(hidden_new[ex_id], hidden_old[ex_id], rtol=1e-3, atol=1e-3)
 
 
-def _cells_equal(a: str, b: str) -> bool:
+# Table columns that hold completeness gaps δ (or their statistics): compared with δ's absolute tolerance.
+_DELTA_COLUMNS = {"completeness.csv": ("median", "p95", "max"), "examples.csv": ("completeness_gap/",)}
+DELTA_ATOL = 1e-6
+
+
+def _is_delta(table: str, column: str) -> bool:
+    return any(column == name or (name.endswith("/") and column.startswith(name))
+               for name in _DELTA_COLUMNS.get(table, ()))
+
+
+def _cells_equal(a: str, b: str, abs_tol: float = 1e-7) -> bool:
     try:
         x, y = float(a), float(b)
     except ValueError:
         return a == b
-    return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-7)
+    return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-4, abs_tol=abs_tol)
 
 
 @pytest.mark.parametrize("table", sorted(p.name for p in (GOLDEN / "tables").glob("*.csv")))
@@ -71,8 +85,9 @@ def test_every_table_equals_the_golden_one(fresh, table):
         new = list(csv.reader(f))
     assert new[0] == old[0], "columns"
     assert len(new) == len(old), "rows"
+    tolerances = [DELTA_ATOL if _is_delta(table, column) else 1e-7 for column in old[0]]
     for i, (row_old, row_new) in enumerate(zip(old[1:], new[1:]), 1):
-        assert len(row_new) == len(row_old) and all(map(_cells_equal, row_new, row_old)), \
+        assert len(row_new) == len(row_old) and all(map(_cells_equal, row_new, row_old, tolerances)), \
             f"{table} row {i}: {row_new} != {row_old}"
 
 

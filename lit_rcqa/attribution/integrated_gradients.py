@@ -82,7 +82,8 @@ class IGSettings:
             if self.split not in SPLITS:
                 raise UserError(f"unknown panel split {self.split!r}; choose one of {', '.join(SPLITS)}")
             if not 0.0 <= self.refine_fraction < 1.0:
-                raise UserError(f"the refinement fraction must be in [0, 1), got {self.refine_fraction}")
+                raise UserError("refine_fraction (the refinement fraction) must be in [0, 1), "
+                                f"got {self.refine_fraction}")
 
 
 @dataclass

@@ -164,9 +164,20 @@ def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: 
                "target": settings.target, "baseline": options.baseline, "tolerance": settings.tolerance,
                "max_steps": settings.max_steps, "min_steps": settings.min_steps,
                "refine_method": settings.refine_method, "max_answer_length": settings.max_answer_length,
-               "explain": options.explain},
+               "explain": options.explain, **_panel_settings(settings)},
         "hidden": {"examples": options.hidden_examples, "dtype": options.hidden_dtype},
     }
+
+
+def _panel_settings(settings: IGSettings) -> dict[str, Any]:
+    """The adaptive panels' split and refinement fraction, recorded only where they apply (adaptive panels)."""
+    if settings.tolerance is None or settings.refine_method != "adaptive":
+        return {}
+    return {"split": settings.split, "refine_fraction": settings.refine_fraction}
+
+
+# What adaptive-panel folders made before the manifest recorded the split held (split at every node, fraction ½).
+_PANELS_BEFORE_RECORDED = {"split": "nodes", "refine_fraction": 0.5}
 
 
 # Temp names of the top-level files (manifest.json, analyze_config.yaml), as `process.write_bytes_atomic` writes
@@ -267,6 +278,10 @@ def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> Optional[dict[str
     """The stored manifest if it matches `manifest`; a clear error naming the differing keys otherwise."""
     old = store.read_manifest(out_dir)
     if old is not None:
+        ig = old.get("ig")
+        if (isinstance(ig, dict) and ig.get("tolerance") is not None and ig.get("refine_method") == "adaptive"
+                and "split" not in ig):
+            old = {**old, "ig": {**ig, **_PANELS_BEFORE_RECORDED}}
         diff = [k for k in store.manifest_conflicts(old, manifest) if k not in NOT_COMPARED]
         if diff:
             raise UserError(f"{out_dir} holds IG results made with different settings ({', '.join(diff)}); "

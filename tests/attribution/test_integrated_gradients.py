@@ -112,9 +112,11 @@ def test_a_coarse_rule_has_a_larger_gap_than_gauss_legendre(tiny):
 @pytest.mark.parametrize("criterion", ["panels", "total"])
 def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_weights(tiny, criterion):
     ids, types = tiny_example()
-    settings = IGSettings(tolerance=1e-5, criterion=criterion, max_batch_tokens=3 * 16)
+    # 2e-5: tight enough that layer 1 is refined (9 -> 21 nodes); at 1e-5 the panels' Σ|e_p| of float32 rows meets
+    # its rounding floor and the pair runs to the cap (flagged unconverged, as it should be, but no test of a rule)
+    settings = IGSettings(tolerance=2e-5, criterion=criterion, max_batch_tokens=3 * 16)
     result = integrated_gradients(tiny, ids, token_type_ids=types, settings=settings)
-    assert (result.delta <= 1e-5).all()
+    assert (result.delta <= 2e-5).all() and result.converged.all()
     assert (result.steps > 9).any()  # some layer needed more than the initial two panels: refined rules checked
     # every node is used (nothing thrown away) and the rule integrates constants exactly
     adapter = EncoderAdapter(tiny)

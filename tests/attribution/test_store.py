@@ -334,13 +334,19 @@ def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers(tiny
                          ("tokenizer.json", _swap_two_vocab_ids),
                          ("tokenizer_config.json", _edit_json("model_max_length", 128))):
         variants[f"model.fingerprint ({name})"] = built_settings(with_model_file(tiny_run, tmp_path, name, change))
+    # a tolerance turns the adaptive panels on, and with them their split and refinement fraction
+    also = {"ig.tolerance": ["ig.refine_fraction", "ig.split"]}
     for key, changed in variants.items():
-        assert store.manifest_conflicts(base, changed) == [key.split(" ")[0]], key
+        name = key.split(" ")[0]
+        assert store.manifest_conflicts(base, changed) == sorted([name, *also.get(name, [])]), key
     # Under a tolerance, the refinement schedule's own settings.
     for key, ig in (("ig.max_steps", IGSettings(tolerance=1e-3, max_steps=99)),
                     ("ig.min_steps", IGSettings(tolerance=1e-3, min_steps=3)),
+                    ("ig.split", IGSettings(tolerance=1e-3, split="nodes")),
+                    ("ig.refine_fraction", IGSettings(tolerance=1e-3, refine_fraction=0.5)),
                     ("ig.refine_method", IGSettings(tolerance=1e-3, refine_method="romberg"))):
-        assert store.manifest_conflicts(built_settings(tiny_run, tol), built_settings(tiny_run, ig)) == [key]
+        expected = sorted([key, "ig.refine_fraction", "ig.split"]) if key == "ig.refine_method" else [key]
+        assert store.manifest_conflicts(built_settings(tiny_run, tol), built_settings(tiny_run, ig)) == expected
     # What changes no example's numbers: how many questions were asked for, where the run folder lies, and
     # how and where the same computation runs (chunk size, device, DDP ranks and batches: whole examples per
     # rank; the scores differ at rounding level only, see run.build_manifest).

@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional, Union
 
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 
+from lit_rcqa.attribution.adaptive import SPLITS
 from lit_rcqa.errors import UserError, parser_error_line
 from lit_rcqa.tracking import LoggerKind
 
@@ -58,7 +59,7 @@ class IGConfig:
     max_steps: PositiveInt = 257
     min_steps: PositiveInt = 5
     refine_method: str = "adaptive"
-    split: Literal["lazy", "nodes", "halves"] = "lazy"
+    split: Literal[SPLITS] = "lazy"  # the names adaptive.py defines
     refine_fraction: float = 0.9
     target: Literal["prob", "logit"] = "prob"
     explain: Literal["predicted", "gold"] = "predicted"

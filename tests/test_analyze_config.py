@@ -196,6 +196,7 @@ def test_the_defaults_of_the_new_knobs_are_the_librarys():
 
     config = ac.parse([])
     assert (config.ig.min_steps, config.ig.refine_method) == (IGSettings.min_steps, IGSettings.refine_method)
+    assert (config.ig.split, config.ig.refine_fraction) == (IGSettings.split, IGSettings.refine_fraction)
     defaults = {name: p.default for name, p in inspect.signature(run_analyses).parameters.items()}
     a = config.analysis
     assert (a.top_k, tuple(a.jsd_k), a.context_window, a.tsne_examples, a.html_examples) == \

@@ -22,7 +22,7 @@ from typing import Any, Literal, Optional, Union
 
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 
-from lit_rcqa.attribution.adaptive import SPLITS
+from lit_rcqa.attribution.adaptive import CRITERIA, SPLITS
 from lit_rcqa.errors import UserError, parser_error_line
 from lit_rcqa.tracking import LoggerKind
 
@@ -47,6 +47,11 @@ class IGConfig:
             2026-12-01) or "halves".
         refine_fraction: Adaptive panels: each round refines the worst panels until the rest hold at most this
             share of the error budget (in [0, 1); 0.5 before 2026-12-01).
+        panel_points: Adaptive panels: Gauss-Lobatto points per panel, ends included (3 = Simpson, the default
+            since 2026-12-02; 5 before).
+        panels: Adaptive panels: the number of equal panels each layer starts with (4; 2 before 2026-12-02).
+        criterion: Adaptive panels: hold the sum of the panels' absolute errors to the tolerance ("panels":
+            errors of opposite sign cannot cancel) or the completeness gap alone ("total").
         target: Explain p_start + p_end of the explained span ("prob", the paper) or the two logits ("logit").
         explain: Explain the model's own answer ("predicted", the paper) or the gold answer ("gold").
         baseline: The IG baseline b: zeros ("zero") or the mean hidden state over the tokens ("mean").
@@ -61,6 +66,9 @@ class IGConfig:
     refine_method: str = "adaptive"
     split: Literal[SPLITS] = "lazy"  # the names adaptive.py defines
     refine_fraction: float = 0.9
+    panel_points: PositiveInt = 3
+    panels: PositiveInt = 4
+    criterion: Literal[CRITERIA] = "panels"
     target: Literal["prob", "logit"] = "prob"
     explain: Literal["predicted", "gold"] = "predicted"
     baseline: Literal["zero", "mean"] = "zero"
@@ -292,7 +300,9 @@ def ig_settings(config: AnalyzeConfig):
                       method=IGSettings.method if ig.method == "adaptive" else ig.method, target=ig.target,
                       tolerance=ig.tolerance if adaptive else None, refine_method=ig.refine_method,
                       min_steps=ig.min_steps, max_steps=ig.max_steps, split=ig.split,
-                      refine_fraction=ig.refine_fraction, max_batch_tokens=config.loop.max_batch_tokens)
+                      refine_fraction=ig.refine_fraction, panel_points=ig.panel_points,
+                      breakpoints=tuple(k / ig.panels for k in range(ig.panels + 1)),
+                      criterion=ig.criterion, max_batch_tokens=config.loop.max_batch_tokens)
 
 
 def ig_options(config: AnalyzeConfig, **extra: Any):

@@ -16,8 +16,10 @@ from tests.tiny_run import make_tiny_run
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden-analysis"
 ARGS = ["--num-examples", "6", "--hidden-examples", "2", "--logger", "none", "--no-progress"]
-# The adaptive rule the folder was made with (split at every node, fraction ½): the default until lazy splits.
-RULE = ["--ig.split", "nodes", "--ig.refine_fraction", "0.5"]
+# The adaptive rule the folder was made with (Lobatto-5 panels, two to start with, split at every node, fraction ½,
+# Σ|e_p|): the default until lazy splits (2026-12-01) and Simpson panels (2026-12-02).
+RULE = ["--ig.split", "nodes", "--ig.refine_fraction", "0.5", "--ig.panel_points", "5", "--ig.panels", "2",
+        "--ig.criterion", "panels"]
 
 
 def compute(root: Path, rule: list[str] = RULE) -> Path:

@@ -157,6 +157,9 @@ def test_the_parsed_config_holds_plain_values_that_safe_yaml_and_json_can_write(
     (["--analysis.jsd_k", "two"], "--analysis.jsd_k"),
     (["--ig.split", "thirds"], "--ig.split"),
     (["--ig.refine_fraction", "1.5"], "refine_fraction"),
+    (["--ig.panel_points", "2"], "panel_points"),
+    (["--ig.panels", "0"], "--ig.panels"),
+    (["--ig.criterion", "sum"], "--ig.criterion"),
 ])
 def test_a_bad_flag_or_value_is_one_line_naming_it(argv, fragment):
     with pytest.raises(UserError) as err:
@@ -197,6 +200,8 @@ def test_the_defaults_of_the_new_knobs_are_the_librarys():
     config = ac.parse([])
     assert (config.ig.min_steps, config.ig.refine_method) == (IGSettings.min_steps, IGSettings.refine_method)
     assert (config.ig.split, config.ig.refine_fraction) == (IGSettings.split, IGSettings.refine_fraction)
+    assert (config.ig.panel_points, config.ig.criterion) == (IGSettings.panel_points, IGSettings.criterion)
+    assert tuple(k / config.ig.panels for k in range(config.ig.panels + 1)) == IGSettings.breakpoints
     defaults = {name: p.default for name, p in inspect.signature(run_analyses).parameters.items()}
     a = config.analysis
     assert (a.top_k, tuple(a.jsd_k), a.context_window, a.tsne_examples, a.html_examples) == \
@@ -217,8 +222,11 @@ def test_ig_settings_follow_the_method_and_steps_rules():
     assert (nested.refine_method, nested.min_steps, nested.tolerance, nested.max_batch_tokens) == \
         ("romberg", 3, 0.001, 512)
     assert (default.split, default.refine_fraction) == ("lazy", 0.9)  # lazy splits, refine to 90 % of the budget
-    panels = ac.ig_settings(ac.parse(["--ig.split", "nodes", "--ig.refine_fraction", "0.5"]))
+    assert (default.panel_points, default.breakpoints, default.criterion) == (3, (0, 0.25, 0.5, 0.75, 1), "panels")
+    panels = ac.ig_settings(ac.parse(["--ig.split", "nodes", "--ig.refine_fraction", "0.5", "--ig.panel_points", "5",
+                                      "--ig.panels", "2", "--ig.criterion", "total"]))
     assert (panels.split, panels.refine_fraction, panels.refine_method) == ("nodes", 0.5, "adaptive")
+    assert (panels.panel_points, panels.breakpoints, panels.criterion) == (5, (0, 0.5, 1), "total")
 
 
 def test_ig_options_and_analysis_kwargs_carry_every_setting():

@@ -13,7 +13,7 @@ is *known*, not estimated; and Σ_p e_p = Σ IG − (F(1) − F(0)), the complet
   4. otherwise split the worst panels, just enough of them that the others' errors fit the target (at most
      `fraction` of it), each at its own interior nodes: those become the ends of n − 1 smaller panels and only
      those panels' interior nodes are new, so no evaluation is ever thrown away; back to 2 (until the cap on
-     evaluations). With split="lazy" the n − 1 smaller panels start *bare*: the trapezoid on their two ends, whose
+     evaluations; at the cap the mesh goes back to the best one evaluated, see `_refine`). With split="lazy" the n − 1 smaller panels start *bare*: the trapezoid on their two ends, whose
      error is known exactly as well, for no evaluation at all; the worst panels are chosen again among them, and
      only the bare panels that still fail get their n − 2 interior Lobatto nodes. Away from a sharp feature the
      bare panels pass as they are, so a round costs n − 2 evaluations per feature instead of (n − 1)(n − 2).
@@ -89,6 +89,7 @@ class AdaptiveMesh:
         self.phi: list[float] = []             # φ(α) per evaluated node
         self.panels: list[_Panel] = []
         self._pending: list[int] = []
+        self._best: tuple[float, list[_Panel]] | None = None  # (error, panels) of the best fully evaluated mesh
         ends = np.array([0.0, 1.0] if breakpoints is None else breakpoints, dtype=np.float64)
         if ends[0] != 0.0 or ends[-1] != 1.0 or (np.diff(ends) <= 0).any():
             raise UserError("initial breakpoints must increase from 0 to 1")
@@ -182,6 +183,9 @@ class AdaptiveMesh:
         """Split the worst panels, just enough that the rest meet the target; nothing if done or capped."""
         budget = self.tolerance * abs(self.variation())
         n = len(self.nodes)
+        error = self.error()  # every node is evaluated here: keep the best mesh seen, for the cap
+        if self._best is None or error < self._best[0]:
+            self._best = (error, list(self.panels))
         while True:
             e = self.panel_errors()
             if (abs(e.sum()) if self.criterion == "total" else np.abs(e).sum()) <= budget:
@@ -195,8 +199,9 @@ class AdaptiveMesh:
                            for q in (self._bare(p) if j in chosen and p.interior else [p])]
         per_split = {"lazy": n - 2, "nodes": (n - 1) * (n - 2), "halves": 2 * (n - 2)}[self.split]  # new nodes
         chosen = chosen[:(self.max_nodes - len(self.alphas)) // per_split]
-        if not chosen:
-            return  # at the cap: the caller reports the gap it reached
+        if not chosen:  # at the cap: the best mesh evaluated, not bare pieces that can get no nodes
+            self.panels = list(self._best[1])
+            return
         panels = []
         for j, p in enumerate(self.panels):
             if j not in chosen:

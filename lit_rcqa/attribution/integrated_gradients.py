@@ -52,11 +52,12 @@ class IGSettings:
                                      # "romberg"/"trapezoid" (see rules.py for the measurements)
     min_steps: int = 5               # first level of a doubling/nested schedule (tolerance mode)
     max_steps: int = 257             # cap on gradient evaluations per layer (tolerance mode)
-    panel_points: int = 5            # adaptive: Gauss–Lobatto points per panel, ends included
+    panel_points: int = 3            # adaptive: Gauss–Lobatto points per panel, ends included (3: Simpson; the
+                                     # IG integrand is a few sharp spikes, where cheap local splits win, rules.py)
     criterion: str = "panels"        # adaptive: hold Σ|panel errors| ("panels") or the gap alone ("total") to tol
     warm_start: bool = False         # adaptive: a lower layer starts on the panels the layer above ended with
-    breakpoints: tuple[float, ...] = (0.0, 0.5, 1.0)  # adaptive: the initial panels' ends (two panels: a lone
-                                                      # panel's error can vanish by chance, see rules.py)
+    breakpoints: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # adaptive: the initial panels' ends (several:
+                                     # a lone low-order panel's error can vanish by chance, see rules.py)
     split: str = "lazy"              # adaptive: "lazy" (a failing panel becomes bare trapezoid panels between its
                                      # nodes for free; only those that still fail get nodes), "nodes" (every
                                      # sub-panel gets nodes) or "halves" (split at the midpoint); see adaptive.py
@@ -81,6 +82,11 @@ class IGSettings:
                 raise UserError(f"IG tolerance must be > 0, got {self.tolerance}")
             if self.split not in SPLITS:
                 raise UserError(f"unknown panel split {self.split!r}; choose one of {', '.join(SPLITS)}")
+            if int(self.panel_points) != self.panel_points or self.panel_points < 3:
+                raise UserError(f"a Gauss–Lobatto panel needs at least 3 points, got panel_points {self.panel_points}")
+            ends = np.asarray(self.breakpoints, dtype=np.float64)
+            if len(ends) < 2 or ends[0] != 0.0 or ends[-1] != 1.0 or (np.diff(ends) <= 0).any():
+                raise UserError(f"the initial panels' breakpoints must increase from 0 to 1, got {self.breakpoints}")
             if not 0.0 <= self.refine_fraction < 1.0:
                 raise UserError("refine_fraction (the refinement fraction) must be in [0, 1), "
                                 f"got {self.refine_fraction}")

@@ -170,14 +170,18 @@ def build_manifest(run: TrainedRun, dm: QADataModule, split: EvalSplit, layers: 
 
 
 def _panel_settings(settings: IGSettings) -> dict[str, Any]:
-    """The adaptive panels' split and refinement fraction, recorded only where they apply (adaptive panels)."""
+    """The adaptive panels' settings, recorded only where they apply (adaptive panels)."""
     if settings.tolerance is None or settings.refine_method != "adaptive":
         return {}
-    return {"split": settings.split, "refine_fraction": settings.refine_fraction}
+    return {"split": settings.split, "refine_fraction": settings.refine_fraction,
+            "panel_points": settings.panel_points, "breakpoints": [float(x) for x in settings.breakpoints],
+            "criterion": settings.criterion}
 
 
-# What adaptive-panel folders made before the manifest recorded the split held (split at every node, fraction ½).
-_PANELS_BEFORE_RECORDED = {"split": "nodes", "refine_fraction": 0.5}
+# What adaptive-panel folders made before the manifest recorded a panel setting held: a key an older manifest
+# lacks is read as its value then (split and fraction were recorded from 2026-12-01, the rest from 2026-12-02).
+_PANELS_BEFORE_RECORDED = {"split": "nodes", "refine_fraction": 0.5, "panel_points": 5,
+                           "breakpoints": [0.0, 0.5, 1.0], "criterion": "panels"}
 
 
 # Temp names of the top-level files (manifest.json, analyze_config.yaml), as `process.write_bytes_atomic` writes
@@ -279,9 +283,8 @@ def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> Optional[dict[str
     old = store.read_manifest(out_dir)
     if old is not None:
         ig = old.get("ig")
-        if (isinstance(ig, dict) and ig.get("tolerance") is not None and ig.get("refine_method") == "adaptive"
-                and "split" not in ig):
-            old = {**old, "ig": {**ig, **_PANELS_BEFORE_RECORDED}}
+        if isinstance(ig, dict) and ig.get("tolerance") is not None and ig.get("refine_method") == "adaptive":
+            old = {**old, "ig": {**_PANELS_BEFORE_RECORDED, **ig}}
         diff = [k for k in store.manifest_conflicts(old, manifest) if k not in NOT_COMPARED]
         if diff:
             raise UserError(f"{out_dir} holds IG results made with different settings ({', '.join(diff)}); "

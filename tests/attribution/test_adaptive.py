@@ -120,6 +120,24 @@ def test_stops_at_the_cap_and_reports_the_gap_it_reached():
     assert mesh.evaluations <= 30 and not mesh.converged and mesh.gap() > 1e-6
 
 
+@pytest.mark.parametrize("points", [3, 5])
+@pytest.mark.parametrize("cap", range(17, 45))
+def test_at_the_cap_a_lazy_mesh_keeps_its_panels_rather_than_the_bare_pieces_it_cannot_refine(points, cap):
+    # a lazy round first turns failing panels into bare trapezoid pieces (free); at the cap, pieces that get no nodes
+    # must not replace the better panel they came from: the final error is at most any earlier round's
+    g, G = INTEGRANDS["sharp logistic step at 0.02"]
+    mesh = AdaptiveMesh(1e-9, max_nodes=cap, points=points, breakpoints=[0, 0.25, 0.5, 0.75, 1], split="lazy")
+    errors = []  # the error of every fully evaluated mesh the rounds went through
+    while not mesh.done:
+        alphas, evaluated = mesh.pending(), list(mesh.panels)
+        mesh.record(G(alphas), g(alphas))
+        final, mesh.panels = mesh.panels, evaluated
+        errors.append(mesh.error())
+        mesh.panels = final
+    assert mesh.evaluations <= cap and not mesh.converged
+    assert mesh.error() <= min(errors) * (1 + 1e-12)
+
+
 def test_bad_settings_are_user_errors():
     with pytest.raises(UserError, match="at least 3 points"):
         AdaptiveMesh(0.01, points=2)

@@ -109,15 +109,21 @@ def test_a_coarse_rule_has_a_larger_gap_than_gauss_legendre(tiny):
     assert (coarse.delta > 10 * fine.delta).all()
 
 
+# panel rule -> (settings, tolerance): each tight enough that some layer is refined past its initial nodes (9), loose
+# enough to stay above the float32 rows' rounding floor (at 1e-5 Lobatto-5's Σ|e_p| meets it and runs to the cap)
+PANEL_RULES = {"simpson, 4 panels (default)": ({}, 1e-4),
+               "lobatto-5, 2 panels": ({"panel_points": 5, "breakpoints": (0.0, 0.5, 1.0)}, 2e-5)}
+
+
+@pytest.mark.parametrize("rule", list(PANEL_RULES))
 @pytest.mark.parametrize("criterion", ["panels", "total"])
-def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_weights(tiny, criterion):
+def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_weights(tiny, criterion, rule):
     ids, types = tiny_example()
-    # 2e-5: tight enough that layer 1 is refined (9 -> 21 nodes); at 1e-5 the panels' Σ|e_p| of float32 rows meets
-    # its rounding floor and the pair runs to the cap (flagged unconverged, as it should be, but no test of a rule)
-    settings = IGSettings(tolerance=2e-5, criterion=criterion, max_batch_tokens=3 * 16)
+    panels, tolerance = PANEL_RULES[rule]
+    settings = IGSettings(tolerance=tolerance, criterion=criterion, max_batch_tokens=3 * 16, **panels)
     result = integrated_gradients(tiny, ids, token_type_ids=types, settings=settings)
-    assert (result.delta <= 2e-5).all() and result.converged.all()
-    assert (result.steps > 9).any()  # some layer needed more than the initial two panels: refined rules checked
+    assert (result.delta <= tolerance).all() and result.converged.all()
+    assert (result.steps > 9).any()  # some layer needed more than the initial panels: refined rules checked
     # every node is used (nothing thrown away) and the rule integrates constants exactly
     adapter = EncoderAdapter(tiny)
     for row, layer in enumerate(result.layers):

@@ -334,8 +334,9 @@ def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers(tiny
                          ("tokenizer.json", _swap_two_vocab_ids),
                          ("tokenizer_config.json", _edit_json("model_max_length", 128))):
         variants[f"model.fingerprint ({name})"] = built_settings(with_model_file(tiny_run, tmp_path, name, change))
-    # a tolerance turns the adaptive panels on, and with them their split and refinement fraction
-    also = {"ig.tolerance": ["ig.refine_fraction", "ig.split"]}
+    # a tolerance turns the adaptive panels on, and with them their settings
+    panel_keys = ["ig.breakpoints", "ig.criterion", "ig.panel_points", "ig.refine_fraction", "ig.split"]
+    also = {"ig.tolerance": panel_keys}
     for key, changed in variants.items():
         name = key.split(" ")[0]
         assert store.manifest_conflicts(base, changed) == sorted([name, *also.get(name, [])]), key
@@ -344,8 +345,11 @@ def test_the_settings_of_a_manifest_are_everything_that_changes_the_numbers(tiny
                     ("ig.min_steps", IGSettings(tolerance=1e-3, min_steps=3)),
                     ("ig.split", IGSettings(tolerance=1e-3, split="nodes")),
                     ("ig.refine_fraction", IGSettings(tolerance=1e-3, refine_fraction=0.5)),
+                    ("ig.panel_points", IGSettings(tolerance=1e-3, panel_points=5)),
+                    ("ig.breakpoints", IGSettings(tolerance=1e-3, breakpoints=(0.0, 0.5, 1.0))),
+                    ("ig.criterion", IGSettings(tolerance=1e-3, criterion="total")),
                     ("ig.refine_method", IGSettings(tolerance=1e-3, refine_method="romberg"))):
-        expected = sorted([key, "ig.refine_fraction", "ig.split"]) if key == "ig.refine_method" else [key]
+        expected = sorted([key, *panel_keys]) if key == "ig.refine_method" else [key]
         assert store.manifest_conflicts(built_settings(tiny_run, tol), built_settings(tiny_run, ig)) == expected
     # What changes no example's numbers: how many questions were asked for, where the run folder lies, and
     # how and where the same computation runs (chunk size, device, DDP ranks and batches: whole examples per

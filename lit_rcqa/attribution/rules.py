@@ -97,8 +97,38 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
   rounds: free on a CPU, where the cost of a batch is linear in its rows, and the rounds of all layers are packed
   together). Lobatto-4 panels are cheaper still (1.8x under fixed m = 50's 175) but their few nodes per panel let
   the importance vector drift while δ passes (6.8 % L2 at layer 3 with δ 0.15 %): Lobatto-5 stays the default.
-  Side by side on the default run's first 20 dev questions (`python -m bench.bench_ig_default`), the default took
-  1.60x less time than fixed m = 50 (226.8 s vs 362.7 s on 2 cores), every δ ≤ 1 % (max 0.88 %).
+  Side by side on the default run's first 20 dev questions (`python -m bench.bench_ig_default`), the default then
+  took 1.60x less time than fixed m = 50 (226.8 s vs 362.7 s on 2 cores), every δ ≤ 1 % (max 0.88 %).
+  What the integrand looks like (the default run, 3 dev questions, φ on 257 equally spaced α, embeddings and
+  layers 1-2): F(α) is a step, φ one to three spikes 0.01-0.03 wide somewhere in α ∈ [0.05, 0.65], nearly flat
+  elsewhere. Lobatto-5 panels zoom in on a spike in factors of ~4 at 3 evaluations a level and end far more
+  accurate there than needed (panel errors of 1e-5 against a budget of 1e-2); cheaper, more local refinement wins.
+  MiniLM, the default run; evaluations per layer (mean, embeddings … layer 6), cost, max δ and L2 as above (L2
+  against an adaptive reference at δ ≤ 2e-5), lazy splits and f = 0.9 unless said; 2026-12-02
+   dev questions 0-3                                         evaluations per layer           cost   max δ   L2 max/med
+    Lobatto-5, two panels (the default then)            37.5 38.2 33.8 18.8 19.5 23.2 9.0  111.6  0.80 %  6.2 / 0.38 %
+    ... bare pieces take their parent's degree-4 interpolant instead of the trapezoid       136.8  0.79 %  6.0 / 0.63 %
+    ... ... a local quadratic / cubic interpolant                                   117.6 / 131.5  ≤ 0.90 % 6.2 / 0.5 %
+    ... first panels placed by a forward-only probe of F (9 points, then bisection of the intervals where F
+        changes fast, to 1/64; panels around the steps)                       107.9 + 15 forwards  0.82 %  3.9 / 0.52 %
+    Lobatto-4, two panels                               29.5 35.0 26.5 16.5 17.0 14.0 7.0   92.6  0.94 %  6.7 / 0.53 %
+    Simpson (Lobatto-3), two panels                     28.8 30.0 24.5 15.0 13.8 17.0 8.5   85.0  0.84 %  6.6 / 0.92 %
+    Simpson, four panels (the default now)              29.8 30.2 25.8 16.5 13.8 17.0 9.0   87.8  0.85 %  4.1 / 0.44 %
+    ... three / eight panels                                                        86.5 / 101.3  ≤ 0.84 % 11 / 0.5 %
+    ... f = ½ / f = 0.99                                                             99.4 / 86.6  ≤ 0.85 % 2.1-4.1 / 0.4 %
+    ... criterion |Σ e_p|                               25.2 23.2 20.0 13.2 12.2 15.0 9.0   71.2  0.94 %  4.3 / 0.54 %
+    fixed Gauss–Legendre m = 50                                                       175       108 %   36 %
+   dev questions 4-9
+    Lobatto-5, two panels (the default then)            35.0 44.5 27.0 20.5 20.5 20.0 9.0  110.5  0.75 %  5.5 / 0.41 %
+    Simpson, four panels (the default now)              29.8 33.0 24.7 17.8 15.3 17.0 9.0   90.6  0.78 %  5.3 / 0.55 %
+    ... criterion |Σ e_p|                               23.3 25.8 20.2 13.5 12.2 14.0 9.0   71.4  0.91 %  19.5 / 0.64 % (*)
+  Simpson panels with lazy splits (a failing Simpson panel becomes its two trapezoid halves for free; a failing
+  trapezoid gets its midpoint, one evaluation) refine a spike in halves at one evaluation a level: 20 % cheaper than
+  Lobatto-5 at the same δ and L2. Four initial panels keep L2 at Lobatto-5's level where two let it drift (6.6 %);
+  |Σ e_p| alone is cheaper still but let errors of opposite sign cancel (19.5 % L2 on questions 4-9). The probe
+  found the steps (a forward pass is 0.35-0.5 of a gradient row here) but saved fewer evaluations than it cost.
+  Side by side on the default run's first 20 dev questions, Simpson panels took 2.00x less time than fixed m = 50
+  (88.3 s vs 176.9 s on 2 quiet cores), every δ ≤ 1 % (max 0.85 %).
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the

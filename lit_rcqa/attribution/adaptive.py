@@ -13,10 +13,11 @@ is *known*, not estimated; and Σ_p e_p = Σ IG − (F(1) − F(0)), the complet
   4. otherwise split the worst panels, just enough of them that the others' errors fit the target (at most
      `fraction` of it), each at its own interior nodes: those become the ends of n − 1 smaller panels and only
      those panels' interior nodes are new, so no evaluation is ever thrown away; back to 2 (until the cap on
-     evaluations; at the cap the mesh goes back to the best one evaluated, see `_refine`). With split="lazy" the n − 1 smaller panels start *bare*: the trapezoid on their two ends, whose
-     error is known exactly as well, for no evaluation at all; the worst panels are chosen again among them, and
-     only the bare panels that still fail get their n − 2 interior Lobatto nodes. Away from a sharp feature the
-     bare panels pass as they are, so a round costs n − 2 evaluations per feature instead of (n − 1)(n − 2).
+     evaluations; at the cap the mesh goes back to the best one evaluated, see `_refine`). With split="lazy" the
+     n − 1 smaller panels start *bare*: the trapezoid on their two ends, whose error is known exactly as well, for
+     no evaluation at all; the worst panels are chosen again among them, and only the bare panels that still fail
+     get their n − 2 interior Lobatto nodes. Away from a sharp feature the bare panels pass as they are, so a
+     round costs n − 2 evaluations per feature instead of (n − 1)(n − 2).
 The final weights `node_weights()` give IG = (h − b) ⊙ Σ_k W_k ∇F(x(α_k)) over every node ever evaluated.
 
 `AdaptiveMesh` is pure numpy bookkeeping: it never sees a tensor, so the same code integrates a 1-D function in
@@ -35,10 +36,20 @@ CRITERIA = ("panels", "total")
 SPLITS = ("lazy", "nodes", "halves")
 
 
+def check_panels(points: int, breakpoints, name: str = "") -> np.ndarray:
+    """The one check of a panel rule's points and initial panel ends (AdaptiveMesh and IGSettings) -> the ends.
+    name: how the caller's user calls the points (e.g. "panel_points "), for the message."""
+    if int(points) != points or points < 3:
+        raise UserError(f"a Gauss–Lobatto panel needs at least 3 points, got {name}{points}")
+    ends = np.array([0.0, 1.0] if breakpoints is None else breakpoints, dtype=np.float64).reshape(-1)
+    if len(ends) < 2 or ends[0] != 0.0 or ends[-1] != 1.0 or (np.diff(ends) <= 0).any():
+        raise UserError(f"initial breakpoints must increase from 0 to 1, got {list(ends)}")
+    return ends
+
+
 def gauss_lobatto(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(nodes [n], weights [n]) of the n-point Gauss–Lobatto rule on [0, 1], ends included; exact to degree 2n − 3."""
-    if int(n) != n or n < 3:
-        raise UserError(f"a Gauss–Lobatto panel needs at least 3 points, got {n}")
+    check_panels(n, None)
     n = int(n)
     p = np.polynomial.legendre.Legendre.basis(n - 1)
     inner = np.sort(p.deriv().roots().real)  # on [-1, 1]
@@ -90,9 +101,7 @@ class AdaptiveMesh:
         self.panels: list[_Panel] = []
         self._pending: list[int] = []
         self._best: tuple[float, list[_Panel]] | None = None  # (error, panels) of the best fully evaluated mesh
-        ends = np.array([0.0, 1.0] if breakpoints is None else breakpoints, dtype=np.float64)
-        if ends[0] != 0.0 or ends[-1] != 1.0 or (np.diff(ends) <= 0).any():
-            raise UserError("initial breakpoints must increase from 0 to 1")
+        ends = check_panels(points, breakpoints)
         if len(ends) - 1 + (len(ends) - 1) * (points - 2) + 1 > self.max_nodes:
             raise UserError(f"the initial mesh needs more than the cap of {self.max_nodes} evaluations")
         end_ids = [self._add(a) for a in ends]
@@ -152,15 +161,17 @@ class AdaptiveMesh:
 
     def error(self) -> float:
         """The quantity held to the tolerance: Σ_p |e_p| ("panels") or |Σ_p e_p| ("total"), relative to |ΔF|."""
-        e = self.panel_errors()
-        total = np.abs(e).sum() if self.criterion == "panels" else abs(e.sum())
-        return float(total) / max(abs(self.variation()), 1e-12)
+        return self._held(self.panel_errors()) / max(abs(self.variation()), 1e-12)
 
     @property
     def converged(self) -> bool:
         return self.error() <= self.tolerance
 
     # --- internals ----------------------------------------------------------------------------------------
+    def _held(self, e: np.ndarray) -> float:
+        """Σ_p |e_p| ("panels") or |Σ_p e_p| ("total") of the panel errors e, absolute."""
+        return float(np.abs(e).sum() if self.criterion == "panels" else abs(e.sum()))
+
     def _add(self, alpha: float) -> int:
         self.alphas.append(float(alpha))
         self.F.append(float("nan"))
@@ -183,12 +194,11 @@ class AdaptiveMesh:
         """Split the worst panels, just enough that the rest meet the target; nothing if done or capped."""
         budget = self.tolerance * abs(self.variation())
         n = len(self.nodes)
-        error = self.error()  # every node is evaluated here: keep the best mesh seen, for the cap
-        if self._best is None or error < self._best[0]:
-            self._best = (error, list(self.panels))
+        e = self.panel_errors()
+        if self._best is None or self._held(e) < self._best[0]:  # every node is evaluated here: the best mesh
+            self._best = (self._held(e), list(self.panels))     # seen, for the cap
         while True:
-            e = self.panel_errors()
-            if (abs(e.sum()) if self.criterion == "total" else np.abs(e).sum()) <= budget:
+            if self._held(e) <= budget:
                 return
             chosen = self._worst(np.abs(e), budget)
             if self.split != "lazy" or not any(self.panels[j].interior for j in chosen):
@@ -197,6 +207,7 @@ class AdaptiveMesh:
             # is known exactly too); then choose again, so that only the bare panels that still fail cost nodes
             self.panels = [q for j, p in enumerate(self.panels)
                            for q in (self._bare(p) if j in chosen and p.interior else [p])]
+            e = self.panel_errors()
         per_split = {"lazy": n - 2, "nodes": (n - 1) * (n - 2), "halves": 2 * (n - 2)}[self.split]  # new nodes
         chosen = chosen[:(self.max_nodes - len(self.alphas)) // per_split]
         if not chosen:  # at the cap: the best mesh evaluated, not bare pieces that can get no nodes

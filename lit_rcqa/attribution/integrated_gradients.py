@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lit_rcqa.attribution.adaptive import CRITERIA, SPLITS, AdaptiveMesh
+from lit_rcqa.attribution.adaptive import CRITERIA, SPLITS, AdaptiveMesh, check_panels
 from lit_rcqa.attribution.layers import EncoderAdapter, parse_layers
 from lit_rcqa.attribution import rules as integration_rules
 from lit_rcqa.attribution.rules import DEFAULT_RULE, RefinementLevel, integration_rule, refinement_schedule
@@ -82,11 +82,7 @@ class IGSettings:
                 raise UserError(f"IG tolerance must be > 0, got {self.tolerance}")
             if self.split not in SPLITS:
                 raise UserError(f"unknown panel split {self.split!r}; choose one of {', '.join(SPLITS)}")
-            if int(self.panel_points) != self.panel_points or self.panel_points < 3:
-                raise UserError(f"a Gauss–Lobatto panel needs at least 3 points, got panel_points {self.panel_points}")
-            ends = np.asarray(self.breakpoints, dtype=np.float64)
-            if len(ends) < 2 or ends[0] != 0.0 or ends[-1] != 1.0 or (np.diff(ends) <= 0).any():
-                raise UserError(f"the initial panels' breakpoints must increase from 0 to 1, got {self.breakpoints}")
+            check_panels(self.panel_points, self.breakpoints, name="panel_points ")
             if not 0.0 <= self.refine_fraction < 1.0:
                 raise UserError("refine_fraction (the refinement fraction) must be in [0, 1), "
                                 f"got {self.refine_fraction}")

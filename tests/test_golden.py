@@ -48,9 +48,10 @@ def test_records_equal_the_golden_ones(fresh):
             assert (x is None) == (y is None), f"{ex_id}: {name}"
             if x is not None:
                 assert x.dtype == y.dtype and x.shape == y.shape, f"{ex_id}: {name}"
-                # δ near 1e-6 is the difference of two nearly equal float32 sums: its last digits follow the
-                # CPU's kernels (this folder's 2.35e-6 is 2.43e-6 on another x86 CPU), so δ gets an absolute
-                # tolerance of 1e-6, four orders below the 1 % target
+                # δ near 1e-6 is the difference of two nearly equal float32 sums: its leading digit already
+                # follows the CPU's kernels (this folder's 2.35e-6 is 2.43e-6 on one x86 CPU; 1.82e-6 is 3.42e-6
+                # on an AMD EPYC VM), so δ gets an absolute tolerance of 1e-5, three orders below the 1 % target;
+                # the importance arrays, compared to 1e-4 relative, are what pins the integration rule
                 atol = DELTA_ATOL if name == "delta" else 1e-7
                 np.testing.assert_allclose(y, x, rtol=1e-4, atol=atol, err_msg=f"{ex_id}: {name}")
     hidden_old, hidden_new = store.load_hidden(GOLDEN), store.load_hidden(fresh)
@@ -61,7 +62,7 @@ def test_records_equal_the_golden_ones(fresh):
 
 # Table columns that hold completeness gaps δ (or their statistics): compared with δ's absolute tolerance.
 _DELTA_COLUMNS = {"completeness.csv": ("median", "p95", "max"), "examples.csv": ("completeness_gap/",)}
-DELTA_ATOL = 1e-6
+DELTA_ATOL = 1e-5
 
 
 def _is_delta(table: str, column: str) -> bool:

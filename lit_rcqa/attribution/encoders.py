@@ -105,15 +105,19 @@ class BertLikeStack:
             h = layer(h, mask)
         return _split(self.model.qa_outputs(h))  # DistilBERT's qa dropout is off in eval
 
-    def forward_stacked(self, groups: list[tuple[int, torch.Tensor]]) -> Logits:
+    def forward_stacked(self, groups: list[tuple[int, torch.Tensor]], tap: dict | None = None) -> Logits:
         """`forward_from` for several layers' unpadded rows in one pass: the rows given as h_ℓ join the batch at
         layer ℓ + 1, so each layer runs once on every row that passes through it. groups: (ℓ, [k_g, pos, d_model])
-        in increasing ℓ; returns (start, end) logits [Σ k_g, pos], rows in the groups' order."""
+        in increasing ℓ; returns (start, end) logits [Σ k_g, pos], rows in the groups' order.
+        tap: a dict to fill with {ℓ: the batch as it enters layer ℓ + 1 (or the head), [rows so far, pos, d_model]},
+        the tensors the graph goes on from, for gradients at every boundary (see `EncoderAdapter.forward_stacked`)."""
         todo, h = list(groups), None
         for index in range(todo[0][0], self.num_layers + 1):
             while todo and todo[0][0] == index:
                 rows = todo.pop(0)[1]
                 h = rows if h is None else torch.cat([h, rows])
+            if tap is not None:
+                tap[index] = h
             if index < self.num_layers:
                 h = self.layers[index](h, None)
         return _split(self.model.qa_outputs(h))

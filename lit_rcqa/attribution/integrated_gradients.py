@@ -241,26 +241,39 @@ def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: tor
 
 @torch.enable_grad()
 def _stacked_gradient_rows(adapter: EncoderAdapter, groups: list[tuple[int, torch.Tensor, torch.Tensor, np.ndarray]],
-                           span: tuple[int, int], target: str) -> list[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+                           span: tuple[int, int], target: str, carried: tuple[int, int, list[int]] | None = None
+                           ) -> tuple[list[tuple[np.ndarray, np.ndarray, torch.Tensor]], dict]:
     """`_gradient_rows` for several layers in one forward/backward (`forward_stacked`): groups (ℓ, b, diff, alphas)
-    in increasing ℓ; per group F [k], φ [k] (float64) and the gradients [k, T, d]."""
+    in increasing ℓ; per group F [k], φ [k] (float64) and the gradients [k, T, d].
+    carried: (group g, row j, boundaries ks): the row j of group g, carried up through the layers above its own, is
+    also read at each boundary k in ks (its F, and ∇F at h_k [T, d]: what a row of layer k at the same point would
+    give, for no row of its own) -> {k: (F, gradient)}; needs `adapter.taps`."""
     xs = [(b + torch.as_tensor(a, dtype=b.dtype, device=b.device)[:, None, None] * diff).requires_grad_(True)
           for _, b, diff, a in groups]  # [k_g, T, d] each
-    start, end = adapter.forward_stacked([(g[0], x) for g, x in zip(groups, xs)])  # [Σ k_g, T] each
-    f = _target(start, end, *span, target)                                          # [Σ k_g]
-    grads = torch.autograd.grad(f.sum(), xs)  # rows are independent: each row's own gradient
+    tap = {} if carried else None
+    start, end = adapter.forward_stacked([(g[0], x) for g, x in zip(groups, xs)], tap)  # [Σ k_g, T] each
+    f = _target(start, end, *span, target)                                               # [Σ k_g]
+    ks = carried[2] if carried else []
+    grads = torch.autograd.grad(f.sum(), [*xs, *(tap[k] for k in ks)])  # rows are independent: each row's own
     out, lo = [], 0
     for (_, _, diff, a), g in zip(groups, grads):
         phi = (g * diff).sum(dim=(1, 2), dtype=torch.float64)
         out.append((f[lo:lo + len(a)].detach().double().cpu().numpy(), phi.cpu().numpy(), g))
         lo += len(a)
-    return out
+    extra = {}
+    if carried:
+        row = sum(len(a) for _, _, _, a in groups[:carried[0]]) + carried[1]  # its place in every tapped batch
+        extra = {k: (float(f[row]), g[row]) for k, g in zip(ks, grads[len(xs):])}
+    return out, extra
 
 
 def _adaptive_layers_together(adapter: EncoderAdapter, indices: list[int], states, baselines, span,
                               settings: IGSettings) -> list[tuple[torch.Tensor, float, AdaptiveMesh]]:
     """`_adaptive_layer` for every layer at once: each round packs every layer's pending rows into full chunks of
-    one stacked forward/backward, instead of one short batch per layer and round (item 3 of issue 12)."""
+    one stacked forward/backward, instead of one short batch per layer and round (item 3 of issue 12).
+    Every layer's path ends at α = 1 at its own h_ℓ, the example's own hidden state: where the stack can tap its
+    boundaries, the lowest layer's α = 1 row, carried up, gives every higher layer's α = 1 node (F and ∇F at h_ℓ)
+    in the same pass, so those layers evaluate no row of their own there (the rows above it cost L − ℓ layers)."""
     T = states[0].shape[0]
     rows = max(1, settings.max_batch_tokens // T)
     diffs = [states[i] - b for i, b in zip(indices, baselines)]  # [T, d] each
@@ -269,22 +282,35 @@ def _adaptive_layers_together(adapter: EncoderAdapter, indices: list[int], state
     grads: list[list[torch.Tensor]] = [[] for _ in indices]
     order = sorted(range(len(indices)), key=lambda r: indices[r])  # stacked passes take layers bottom-up
     while True:
-        items = [(r, a) for r in order if not meshes[r].done for a in meshes[r].pending()]  # grouped by layer
-        if not items:
+        pending = {r: meshes[r].pending() for r in order if not meshes[r].done}
+        if not pending:
             break
-        got: dict[int, list] = {r: [] for r, _ in items}
+        at_one = [r for r in pending if 1.0 in pending[r]] if adapter.taps else []
+        source, riders = (at_one[0], at_one[1:]) if len(at_one) > 1 else (None, [])
+        items = [(r, i) for r in pending for i, a in enumerate(pending[r]) if not (r in riders and a == 1.0)]
+        got: dict[int, dict[int, tuple]] = {r: {} for r in pending}  # r -> {pending position: (F, φ, gradient)}
         n_chunks = -(-len(items) // rows)
         bounds = np.linspace(0, len(items), n_chunks + 1).round().astype(int)  # equal chunks
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             chunk = items[lo:hi]
             members = list(dict.fromkeys(r for r, _ in chunk))
-            groups = [(indices[r], baselines[r], diffs[r], np.array([a for q, a in chunk if q == r]))
-                      for r in members]
-            for r, result in zip(members, _stacked_gradient_rows(adapter, groups, span, settings.target)):
-                got[r].append(result)
+            positions = {r: [i for q, i in chunk if q == r] for r in members}
+            groups = [(indices[r], baselines[r], diffs[r], pending[r][positions[r]]) for r in members]
+            carried = None
+            if source in members and 1.0 in groups[members.index(source)][3]:
+                g = members.index(source)
+                carried = (g, list(groups[g][3]).index(1.0), [indices[r] for r in riders])
+            results, extra = _stacked_gradient_rows(adapter, groups, span, settings.target, carried)
+            for r, (F, phi, g) in zip(members, results):
+                for n, i in enumerate(positions[r]):
+                    got[r][i] = (F[n], phi[n], g[n])
+            for r in riders if carried else []:
+                F1, g1 = extra[indices[r]]
+                got[r][list(pending[r]).index(1.0)] = (F1, float((g1 * diffs[r]).sum(dtype=torch.float64)), g1)
         for r, parts in got.items():
-            grads[r].append(torch.cat([g for _, _, g in parts]))
-            meshes[r].record(np.concatenate([F for F, _, _ in parts]), np.concatenate([p for _, p, _ in parts]))
+            parts = [parts[i] for i in range(len(pending[r]))]  # pending order
+            grads[r].append(torch.stack([g for _, _, g in parts]))
+            meshes[r].record(np.array([F for F, _, _ in parts]), np.array([p for _, p, _ in parts]))
     out = []
     for r in range(len(indices)):
         weights = torch.as_tensor(meshes[r].node_weights(), dtype=diffs[r].dtype, device=diffs[r].device)  # [N]

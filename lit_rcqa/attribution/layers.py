@@ -67,15 +67,26 @@ class EncoderAdapter:
         self.check_index(layer_index)
         return self.stack.forward_from(layer_index, hidden, attention_mask)  # [batch, pos] each
 
-    def forward_stacked(self, groups: list[tuple[int, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def taps(self) -> bool:
+        """Whether `forward_stacked` can fill a `tap` (the stacks that run the groups as one batch)."""
+        return getattr(self.stack, "forward_stacked", None) is not None
+
+    def forward_stacked(self, groups: list[tuple[int, torch.Tensor]],
+                        tap: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`forward_from` for several layers' unpadded rows at once: groups (ℓ, [k_g, pos, d_model]) in increasing ℓ
         -> (start_logits, end_logits) [Σ k_g, pos], rows in the groups' order. Stacks that can (the BERT-like
-        families) run each layer once on every row passing through it; the others run the groups one by one."""
+        families) run each layer once on every row passing through it; the others run the groups one by one.
+        tap (only where `taps`): a dict filled with {ℓ: the batch at h_ℓ, [rows so far, pos, d_model]}, from the
+        first group's ℓ to L; rows keep the groups' order, so a row of a lower group is, at every boundary above
+        it, that row carried up — the gradient of the outputs w.r.t. tap[ℓ] is ∇F at h_ℓ for every row in it."""
         for index, _ in groups:
             self.check_index(index)
         stacked = getattr(self.stack, "forward_stacked", None)
         if stacked is not None:
-            return stacked(groups)
+            return stacked(groups) if tap is None else stacked(groups, tap)
+        if tap is not None:
+            raise ValueError("this stack cannot tap its boundaries (see EncoderAdapter.taps)")
         logits = [self.stack.forward_from(index, rows, None) for index, rows in groups]
         return torch.cat([start for start, _ in logits]), torch.cat([end for _, end in logits])
 

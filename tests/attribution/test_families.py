@@ -173,6 +173,36 @@ def test_rows_of_several_layers_stacked_in_one_pass_give_the_models_own_logits(f
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_a_tapped_boundary_gives_the_gradient_at_that_layers_hidden_state(family):
+    """`forward_stacked(..., tap)`: a row that entered at h_0, read at boundary ℓ, has the gradient of the outputs
+    w.r.t. h_ℓ that `forward_from(ℓ, h_ℓ)` gives (what adaptive IG's α = 1 node of layer ℓ needs)."""
+    model = family_model(family)
+    adapter = EncoderAdapter(model)
+    if not adapter.taps:
+        with pytest.raises(ValueError, match="cannot tap"):
+            adapter.forward_stacked([(0, torch.zeros(1, 4, model.config.hidden_size))], {})
+        return
+    ids, mask, types = padded_batch()
+    n = int(mask[0].sum())
+    ids, types = ids[:1, :n], (types[:1, :n] if uses_token_types(family) else None)
+    with torch.no_grad():
+        states = adapter.hidden_states(ids, None, types)
+    x0 = states[0].clone().requires_grad_(True)
+    x1 = states[1].expand(2, -1, -1).clone().requires_grad_(True)  # two rows joining at layer 1, before it: row 0
+    tap = {}
+    start, end = adapter.forward_stacked([(0, x0), (1, x1)], tap)
+    assert sorted(tap) == list(range(adapter.num_layers + 1))
+    assert [len(tap[k]) for k in tap] == [1] + [3] * adapter.num_layers
+    f = start[:, 1] + end[:, 2]
+    grads = torch.autograd.grad(f.sum(), [tap[k] for k in range(1, adapter.num_layers + 1)])
+    for k, g in zip(range(1, adapter.num_layers + 1), grads):
+        h = states[k].clone().requires_grad_(True)
+        s, e = adapter.forward_from(k, h)
+        (own,) = torch.autograd.grad(s[0, 1] + e[0, 2], h)
+        torch.testing.assert_close(g[0], own[0], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_forward_from_runs_no_layer_below_the_one_it_starts_from(family):
     model = family_model(family)
     adapter = EncoderAdapter(model)

@@ -137,9 +137,11 @@ def test_adaptive_meets_the_tolerance_and_equals_captum_at_the_same_nodes_and_we
         assert float(reference.double().sum()) == pytest.approx(result.attribution_sum[row], rel=1e-4)
 
 
-def test_adaptive_layers_packed_together_equal_each_layer_alone_in_any_chunking(tiny):
+@pytest.mark.parametrize("chunk_rows", [None, 2, 5])
+def test_adaptive_layers_packed_together_equal_each_layer_alone_in_any_chunking(tiny, chunk_rows):
     ids, types = tiny_example()
-    settings = IGSettings(tolerance=1e-5)
+    settings = IGSettings(tolerance=1e-5) if chunk_rows is None else \
+        IGSettings(tolerance=1e-5, max_batch_tokens=chunk_rows * 16)
     together = integrated_gradients(tiny, ids, token_type_ids=types, settings=settings)
     for row, layer in enumerate(together.layers):
         alone = integrated_gradients(tiny, ids, token_type_ids=types, layers=[layer],
@@ -148,6 +150,32 @@ def test_adaptive_layers_packed_together_equal_each_layer_alone_in_any_chunking(
         np.testing.assert_allclose(alone.rules[0][0], together.rules[row][0])
         np.testing.assert_allclose(alone.importance[0], together.importance[row], rtol=1e-4, atol=1e-7)
         assert alone.delta[0] == pytest.approx(together.delta[row], abs=1e-6)
+
+
+def test_the_higher_layers_alpha_one_nodes_ride_on_the_lowest_layers_row(tiny, monkeypatch):
+    """Every layer's path ends at its own h_ℓ: the lowest layer's α = 1 row, carried up, gives the others' α = 1
+    nodes, so each higher layer runs one row fewer than its nodes and the lowest runs all of its own."""
+    ids, types = tiny_example()
+    run = {}  # layer -> rows that entered the stacked passes there
+    forward = EncoderAdapter.forward_stacked
+
+    def counting(self, groups, tap=None):
+        for layer, x in groups:
+            run[layer] = run.get(layer, 0) + len(x)
+        return forward(self, groups, tap)
+
+    monkeypatch.setattr(EncoderAdapter, "forward_stacked", counting)
+    result = integrated_gradients(tiny, ids, token_type_ids=types, settings=IGSettings(tolerance=1e-5))
+    assert result.layers == [0, 1, 2] and (result.delta <= 1e-5).all()
+    assert [run[layer] for layer in result.layers] == [result.steps[0], result.steps[1] - 1, result.steps[2] - 1]
+    # where the stack cannot tap its boundaries, every layer runs its own α = 1 row, to the same result
+    run.clear()
+    monkeypatch.setattr(EncoderAdapter, "taps", property(lambda self: False))
+    own = integrated_gradients(tiny, ids, token_type_ids=types, settings=IGSettings(tolerance=1e-5))
+    assert [run[layer] for layer in own.layers] == list(own.steps)
+    np.testing.assert_array_equal(own.steps, result.steps)
+    np.testing.assert_allclose(own.importance, result.importance, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(own.attribution_sum, result.attribution_sum, rtol=1e-5)
 
 
 def test_tolerance_mode_meets_its_target_with_fewer_steps_on_the_top_layer():

@@ -129,6 +129,11 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
   found the steps (a forward pass is 0.35-0.5 of a gradient row here) but saved fewer evaluations than it cost.
   Side by side on the default run's first 20 dev questions, Simpson panels took 2.00x less time than fixed m = 50
   (88.3 s vs 176.9 s on 2 quiet cores), every δ ≤ 1 % (max 0.85 %).
+  On all 200 default questions 1.97x (31.0 min vs 61.0 min). The higher layers' α = 1 nodes then rode on the
+  embeddings' α = 1 row (`_adaptive_layers_together`; 15 layer-rows fewer per question, layer-weighted work 2.02x
+  -> 2.08x under fixed m = 50): the first 20 questions went 2.00x -> 2.10x (different VMs), the 200 stayed 1.97x
+  (19.3 min vs 38.1 min on a faster VM): the remaining margin must come from the embeddings' and layer 1's
+  evaluations (a per-token error estimate, or a criterion between Σ|e_p| and |Σ e_p|).
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the

@@ -217,8 +217,12 @@ def _gradient_rows(adapter: EncoderAdapter, layer: int, b: torch.Tensor, diff: t
         F.append(f.detach())
         grads.append(grad)
     grads_t = torch.cat(grads)
-    phi = (grads_t * diff).sum(dim=(1, 2), dtype=torch.float64)  # [k]
-    return torch.cat(F).double().cpu().numpy(), phi.cpu().numpy(), grads_t
+    return torch.cat(F).double().cpu().numpy(), _path_derivative(grads_t, diff), grads_t
+
+
+def _path_derivative(grads: torch.Tensor, diff: torch.Tensor) -> np.ndarray:
+    """φ(α_k) = ⟨∇F(b + α_k diff), diff⟩ [k] in float64, from the gradients [k, T, d]."""
+    return (grads * diff).sum(dim=(1, 2), dtype=torch.float64).cpu().numpy()
 
 
 def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: torch.Tensor, span: tuple[int, int],
@@ -241,29 +245,30 @@ def _adaptive_layer(adapter: EncoderAdapter, layer: int, h: torch.Tensor, b: tor
 
 @torch.enable_grad()
 def _stacked_gradient_rows(adapter: EncoderAdapter, groups: list[tuple[int, torch.Tensor, torch.Tensor, np.ndarray]],
-                           span: tuple[int, int], target: str, carried: tuple[int, int, list[int]] | None = None
+                           span: tuple[int, int], target: str,
+                           carried: tuple[int, int, list[tuple[int, torch.Tensor]]] | None = None
                            ) -> tuple[list[tuple[np.ndarray, np.ndarray, torch.Tensor]], dict]:
     """`_gradient_rows` for several layers in one forward/backward (`forward_stacked`): groups (ℓ, b, diff, alphas)
     in increasing ℓ; per group F [k], φ [k] (float64) and the gradients [k, T, d].
-    carried: (group g, row j, boundaries ks): the row j of group g, carried up through the layers above its own, is
-    also read at each boundary k in ks (its F, and ∇F at h_k [T, d]: what a row of layer k at the same point would
-    give, for no row of its own) -> {k: (F, gradient)}; needs `adapter.taps`."""
+    carried: (group g, row j, [(k, diff_k)]): the row j of group g, carried up through the layers above its own, is
+    also read at each boundary k (its F, ∇F at h_k [T, d] and φ = ⟨∇F, diff_k⟩: what a row of layer k at the same
+    point would give, for no row of its own) -> {k: (F, φ, gradient)}; needs `adapter.taps`."""
     xs = [(b + torch.as_tensor(a, dtype=b.dtype, device=b.device)[:, None, None] * diff).requires_grad_(True)
           for _, b, diff, a in groups]  # [k_g, T, d] each
     tap = {} if carried else None
     start, end = adapter.forward_stacked([(g[0], x) for g, x in zip(groups, xs)], tap)  # [Σ k_g, T] each
     f = _target(start, end, *span, target)                                               # [Σ k_g]
-    ks = carried[2] if carried else []
-    grads = torch.autograd.grad(f.sum(), [*xs, *(tap[k] for k in ks)])  # rows are independent: each row's own
+    boundaries = carried[2] if carried else []
+    grads = torch.autograd.grad(f.sum(), [*xs, *(tap[k] for k, _ in boundaries)])  # rows are independent
     out, lo = [], 0
     for (_, _, diff, a), g in zip(groups, grads):
-        phi = (g * diff).sum(dim=(1, 2), dtype=torch.float64)
-        out.append((f[lo:lo + len(a)].detach().double().cpu().numpy(), phi.cpu().numpy(), g))
+        out.append((f[lo:lo + len(a)].detach().double().cpu().numpy(), _path_derivative(g, diff), g))
         lo += len(a)
     extra = {}
     if carried:
         row = sum(len(a) for _, _, _, a in groups[:carried[0]]) + carried[1]  # its place in every tapped batch
-        extra = {k: (float(f[row]), g[row]) for k, g in zip(ks, grads[len(xs):])}
+        extra = {k: (float(f[row]), float(_path_derivative(g[row:row + 1], diff)[0]), g[row])
+                 for (k, diff), g in zip(boundaries, grads[len(xs):])}
     return out, extra
 
 
@@ -299,14 +304,13 @@ def _adaptive_layers_together(adapter: EncoderAdapter, indices: list[int], state
             carried = None
             if source in members and 1.0 in groups[members.index(source)][3]:
                 g = members.index(source)
-                carried = (g, list(groups[g][3]).index(1.0), [indices[r] for r in riders])
+                carried = (g, list(groups[g][3]).index(1.0), [(indices[r], diffs[r]) for r in riders])
             results, extra = _stacked_gradient_rows(adapter, groups, span, settings.target, carried)
             for r, (F, phi, g) in zip(members, results):
                 for n, i in enumerate(positions[r]):
                     got[r][i] = (F[n], phi[n], g[n])
             for r in riders if carried else []:
-                F1, g1 = extra[indices[r]]
-                got[r][list(pending[r]).index(1.0)] = (F1, float((g1 * diffs[r]).sum(dtype=torch.float64)), g1)
+                got[r][list(pending[r]).index(1.0)] = extra[indices[r]]
         for r, parts in got.items():
             parts = [parts[i] for i in range(len(pending[r]))]  # pending order
             grads[r].append(torch.stack([g for _, _, g in parts]))

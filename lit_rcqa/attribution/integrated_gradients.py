@@ -267,7 +267,7 @@ def _stacked_gradient_rows(adapter: EncoderAdapter, groups: list[tuple[int, torc
     extra = {}
     if carried:
         row = sum(len(a) for _, _, _, a in groups[:carried[0]]) + carried[1]  # its place in every tapped batch
-        extra = {k: (float(f[row]), float(_path_derivative(g[row:row + 1], diff)[0]), g[row])
+        extra = {k: (float(f[row].detach()), float(_path_derivative(g[row:row + 1], diff)[0]), g[row])
                  for (k, diff), g in zip(boundaries, grads[len(xs):])}
     return out, extra
 

@@ -134,6 +134,20 @@ relative L2 error of the importance vector against Gauss–Legendre m = 128, max
   -> 2.08x under fixed m = 50): the first 20 questions went 2.00x -> 2.10x (different VMs), the 200 stayed 1.97x
   (19.3 min vs 38.1 min on a faster VM): the remaining margin must come from the embeddings' and layer 1's
   evaluations (a per-token error estimate, or a criterion between Σ|e_p| and |Σ e_p|).
+  A criterion between the two, tried 2026-12-02: |Σ e_p| ≤ tol (δ itself) and Σ|e_p| ≤ K · tol (errors of opposite
+  sign may cancel, but only so far); K = 1 is "panels", K = ∞ is "total". The default run's dev questions 0-5,
+  evaluations per layer (mean, embeddings … layer 6), cost as above, max δ; L2 against the adaptive reference at
+  δ ≤ 2e-5 (Lobatto-7), max / p95 / median over the (question, layer) pairs:
+    K = 1 ("panels", the default)     30.5 30.7 26.5 16.3 14.8 17.5 9.0   89.8  0.85 %   4.1 / 3.6 / 0.56 %
+    K = 1.5                           26.5 25.7 22.2 14.3 13.7 15.0 9.0   76.9  0.91 %  11.4 / 4.2 / 0.74 %
+    K = 2                             25.2 24.2 20.7 14.0 13.0 15.0 9.0   72.9  0.91 %  11.8 / 6.3 / 0.72 %
+    K = 3                             24.3 22.0 18.8 13.7 12.0 15.0 9.0   68.6  0.91 %  12.3 / 7.8 / 0.81 %
+    K = 5                             22.0 20.2 17.2 13.7 12.0 15.0 9.0   63.6  0.91 %  12.3 / 7.8 / 0.92 %
+    K = ∞ ("total")                   20.2 18.3 16.2 12.5 11.7 15.0 9.0   58.9  0.99 %  12.3 / 7.8 / 1.13 %
+  Even K = 1.5 buys its 14 % fewer evaluations with a layer-1 importance vector 11 % off (question 1; 0.9 % under
+  K = 1) while δ passes: the cancelling panel errors are exactly the part of the vector integral δ cannot see. The
+  default stays K = 1; the 2x over fixed m = 50 has to come from elsewhere (wall seconds moved with the evaluations,
+  within the shared VM's noise: K = 2 took 0.84x of K = 1's time for 0.81x the cost).
 (*) false convergence: the scalar errors of few, low-order panels vanished by chance (3 and 13 evaluations) while
 the importance vector was 30 % / 15 % off. Hence the default: 5-point panels, two of them to start with, and the
 "panels" criterion (Σ|e_p|, so errors of opposite sign in two panels cannot cancel). δ checks one projection of the
